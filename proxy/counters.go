@@ -1,0 +1,101 @@
+package proxy
+
+import (
+	"errors"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"switchyard/metrics"
+	"switchyard/stratum"
+)
+
+// Limit labels of switchyard_limit_hits_total.
+const (
+	limitMaxConnections = "max_connections"
+	limitPerIP          = "max_connections_per_ip"
+	limitAuthTimeout    = "auth_timeout"
+	limitSubmitRate     = "max_submits_per_second"
+	limitPendingWrite   = "max_pending_write_bytes"
+	limitLine           = "max_line_bytes"
+)
+
+// counters holds metric children resolved once, so the share path does no
+// label lookups.
+type counters struct {
+	met    *metrics.Metrics
+	shares struct {
+		accepted prometheus.Counter
+		rejected [stratum.NumReasons]prometheus.Counter
+		lost     [stratum.NumReasons]prometheus.Counter
+	}
+	shareDiff     prometheus.Counter
+	malformed     prometheus.Counter
+	unknownMethod prometheus.Counter
+	reconnects    prometheus.Counter
+
+	mu    sync.RWMutex
+	pools map[string]*poolCounters
+}
+
+type poolCounters struct {
+	forwarded     prometheus.Counter
+	forwardedDiff prometheus.Counter
+	accepted      prometheus.Counter
+	rejected      prometheus.Counter
+	lost          [stratum.NumReasons]prometheus.Counter
+	blocks        prometheus.Counter
+}
+
+func newCounters(m *metrics.Metrics) counters {
+	c := counters{met: m, pools: map[string]*poolCounters{}}
+	c.shares.accepted = m.Shares.WithLabelValues("accepted", "")
+	for _, r := range stratum.Reasons() {
+		c.shares.rejected[r] = m.Shares.WithLabelValues("rejected", r.String())
+		c.shares.lost[r] = m.Shares.WithLabelValues("lost", r.String())
+	}
+	c.shareDiff = m.ShareDifficulty
+	c.malformed = m.Shares.WithLabelValues("rejected", "malformed_line")
+	c.unknownMethod = m.LimitHits.WithLabelValues("unknown_method")
+	c.reconnects = m.ConnectionsClosed.WithLabelValues("extranonce_reconnect_sent")
+	return c
+}
+
+func (c *counters) limit(name string) { c.met.LimitHits.WithLabelValues(name).Inc() }
+
+// pool returns the counters of a pool, creating them on first use.
+func (c *counters) pool(name string) *poolCounters {
+	c.mu.RLock()
+	pc := c.pools[name]
+	c.mu.RUnlock()
+	if pc != nil {
+		return pc
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if pc = c.pools[name]; pc != nil {
+		return pc
+	}
+	m := c.met
+	pc = &poolCounters{
+		forwarded:     m.Forwarded.WithLabelValues(name),
+		forwardedDiff: m.ForwardedDifficulty.WithLabelValues(name),
+		accepted:      m.PoolVerdicts.WithLabelValues(name, "accepted", ""),
+		rejected:      m.PoolVerdicts.WithLabelValues(name, "rejected", stratum.ReasonPoolRejected.String()),
+		blocks:        m.BlocksFound.WithLabelValues(name),
+	}
+	for _, r := range stratum.Reasons() {
+		pc.lost[r] = m.PoolVerdicts.WithLabelValues(name, "lost", r.String())
+	}
+	c.pools[name] = pc
+	return pc
+}
+
+// reasonOf extracts the Reason of a share rejection.
+func reasonOf(err error) stratum.Reason {
+	var re *stratum.RejectError
+	if errors.As(err, &re) {
+		return re.Reason
+	}
+	return stratum.ReasonMalformed
+}

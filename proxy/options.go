@@ -1,0 +1,74 @@
+package proxy
+
+import (
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"switchyard/metrics"
+)
+
+// Options configure a Server. cmd/switchyard fills them from config.
+type Options struct {
+	Listen               string // host:port for miners
+	EventLoops           int    // 0: one per CPU
+	MaxConnections       int    // 0: no limit
+	MaxConnectionsPerIP  int    // 0: no limit
+	MaxLineBytes         int
+	AuthTimeout          time.Duration // subscribe+authorize deadline
+	MaxSubmitsPerSecond  int           // per connection; 0: no limit
+	MaxPendingWriteBytes int           // per connection
+	PrefixBytes          int           // P: bytes of the per-miner extranonce1 prefix
+	PerWorker            bool          // worker_mode = "per-worker"
+	DisconnectWhenDown   bool          // when_all_down = "disconnect"
+
+	InitialDifficulty   float64
+	MinDifficulty       float64
+	MaxDifficulty       float64
+	TargetShareInterval time.Duration
+	RetargetInterval    time.Duration
+
+	// FallbackExtranonce2Size is the pool extranonce2 size assumed for a
+	// miner that subscribes before any pool was ever reached.
+	FallbackExtranonce2Size int
+
+	Log     zerolog.Logger
+	Metrics *metrics.Metrics // nil: a private registry
+	Version string           // reported to client.get_version and in logs
+}
+
+func (o *Options) setDefaults() {
+	if o.MaxLineBytes <= 0 {
+		o.MaxLineBytes = 8192
+	}
+	if o.PrefixBytes <= 0 {
+		o.PrefixBytes = 2
+	}
+	if o.AuthTimeout <= 0 {
+		o.AuthTimeout = 30 * time.Second
+	}
+	if o.MaxPendingWriteBytes <= 0 {
+		o.MaxPendingWriteBytes = 1 << 20
+	}
+	if o.InitialDifficulty <= 0 {
+		o.InitialDifficulty = 65536
+	}
+	if o.MinDifficulty <= 0 {
+		o.MinDifficulty = o.InitialDifficulty
+	}
+	if o.MaxDifficulty <= 0 {
+		o.MaxDifficulty = 1e12
+	}
+	if o.TargetShareInterval <= 0 {
+		o.TargetShareInterval = 10 * time.Second
+	}
+	if o.RetargetInterval <= 0 {
+		o.RetargetInterval = 60 * time.Second
+	}
+	if o.FallbackExtranonce2Size <= 0 {
+		o.FallbackExtranonce2Size = 4
+	}
+	if o.Version == "" {
+		o.Version = "dev"
+	}
+}

@@ -1,0 +1,533 @@
+// Package proxy is switchyard's miner-facing side: a gnet v2 server holding
+// one session per miner connection, validating every share locally, fanning
+// each job out to every miner of a lane with one encoded line, and handing
+// shares that meet the pool's difficulty to the upstream session that issued
+// the job.
+//
+// Concurrency: a miner's state belongs to its event loop and is touched only
+// there (gnet callbacks and Runnables executed on that loop). Upstream
+// sessions call Publish and Result from their own goroutines; Publish hands
+// the fan-out to each loop with EventLoop.Execute and never blocks on a miner.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+
+	"switchyard/metrics"
+	"switchyard/stratum"
+	"switchyard/upstream"
+)
+
+// Upstream is what the proxy asks of the pool side.
+type Upstream interface {
+	// Lanes tells the pool side that n lanes are in use, so each serving
+	// pool keeps n sessions.
+	Lanes(n int)
+	// Authorize makes worker known to every session of lane (per-worker mode).
+	Authorize(lane int, worker string)
+}
+
+// Server is the miner-facing proxy.
+type Server struct {
+	gnet.BuiltinEventEngine
+
+	opts Options
+	log  zerolog.Logger
+	met  *metrics.Metrics
+	ctr  counters
+	up   Upstream
+
+	eng     gnet.Engine
+	addr    string
+	started chan struct{}
+	stopped chan struct{}
+	runErr  error
+
+	jobSeq   atomic.Uint64
+	minerSeq atomic.Uint64
+	conns    atomic.Int64
+	lastEn2  atomic.Int32 // extranonce2 size of the most recent pool job
+	draining atomic.Bool
+
+	lanesMu sync.Mutex
+	lanes   []*lane
+
+	loopsMu sync.Mutex
+	loops   map[gnet.EventLoop]*loop
+
+	ipMu  sync.Mutex
+	perIP map[string]int
+
+	activeMu sync.Mutex
+	switches map[int]*pendingSwitch // lane -> switch awaiting its first fan-out
+}
+
+// loop is the per-event-loop state: its miners and a scratch buffer.
+// Only the loop's goroutine touches it after creation.
+type loop struct {
+	el     gnet.EventLoop
+	miners map[*miner]struct{}
+	out    []byte
+}
+
+// pendingSwitch times a failover from the first sign of darkness to the new
+// pool's job reaching the miners.
+type pendingSwitch struct {
+	since time.Time
+	loops atomic.Int32
+	done  func(d time.Duration)
+}
+
+// New returns a Server; Serve starts it.
+func New(opts Options, up Upstream) *Server {
+	opts.setDefaults()
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.New(prometheus.NewRegistry())
+	}
+	s := &Server{
+		opts:     opts,
+		log:      opts.Log.With().Str("component", "proxy").Logger(),
+		met:      opts.Metrics,
+		up:       up,
+		started:  make(chan struct{}),
+		stopped:  make(chan struct{}),
+		loops:    map[gnet.EventLoop]*loop{},
+		perIP:    map[string]int{},
+		switches: map[int]*pendingSwitch{},
+	}
+	s.ctr = newCounters(s.met)
+	s.lastEn2.Store(int32(opts.FallbackExtranonce2Size))
+	return s
+}
+
+// Serve runs the gnet server until ctx is done or Stop is called. It
+// returns once every miner connection is closed.
+func (s *Server) Serve(ctx context.Context) error {
+	go s.sweepLoop(ctx)
+	go func() {
+		<-ctx.Done()
+		_ = s.Stop(context.Background())
+	}()
+	opts := []gnet.Option{
+		gnet.WithMulticore(true),
+		gnet.WithReusePort(false),
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithTCPKeepAlive(time.Minute),
+		gnet.WithReadBufferCap(64 << 10),
+		gnet.WithLogger(gnetLogger{s.log}),
+	}
+	if s.opts.EventLoops > 0 {
+		opts = append(opts, gnet.WithNumEventLoop(s.opts.EventLoops))
+	}
+	err := gnet.Run(s, "tcp://"+s.opts.Listen, opts...)
+	s.runErr = err
+	close(s.stopped)
+	select {
+	case <-s.started:
+	default:
+		close(s.started) // failed before boot: unblock Ready
+	}
+	return err
+}
+
+// Ready blocks until the listener is up (or Serve failed) and returns the
+// listening address.
+func (s *Server) Ready(ctx context.Context) (string, error) {
+	select {
+	case <-s.started:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	if s.runErr != nil {
+		return "", s.runErr
+	}
+	return s.addr, nil
+}
+
+// Stop closes the listener and every miner connection.
+func (s *Server) Stop(ctx context.Context) error {
+	select {
+	case <-s.started:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if s.runErr != nil {
+		return nil
+	}
+	s.draining.Store(true)
+	err := s.eng.Stop(ctx)
+	if err != nil && !errors.Is(err, gnet.ErrEngineInShutdown) {
+		return err
+	}
+	return nil
+}
+
+// Miners returns the number of connected miners.
+func (s *Server) Miners() int { return int(s.conns.Load()) }
+
+// OnBoot implements gnet.EventHandler.
+func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
+	s.eng = eng
+	s.addr = s.opts.Listen
+	if fd, err := eng.Dup(); err == nil {
+		if sa, err := unix.Getsockname(fd); err == nil {
+			if in4, ok := sa.(*unix.SockaddrInet4); ok {
+				s.addr = (&net.TCPAddr{IP: net.IP(in4.Addr[:]), Port: in4.Port}).String()
+			} else if in6, ok := sa.(*unix.SockaddrInet6); ok {
+				s.addr = (&net.TCPAddr{IP: net.IP(in6.Addr[:]), Port: in6.Port}).String()
+			}
+		}
+		_ = unix.Close(fd)
+	}
+	s.log.Info().Str("listen", s.addr).Msg("accepting miners")
+	close(s.started)
+	return gnet.None
+}
+
+// OnOpen implements gnet.EventHandler: limits, then a new miner session.
+func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	ip := remoteIP(c.RemoteAddr())
+	if s.draining.Load() {
+		return nil, gnet.Close
+	}
+	if max := s.opts.MaxConnections; max > 0 && s.conns.Load() >= int64(max) {
+		s.ctr.limit(limitMaxConnections)
+		return nil, gnet.Close
+	}
+	if !s.admitIP(ip) {
+		s.ctr.limit(limitPerIP)
+		return nil, gnet.Close
+	}
+	lp := s.loopOf(c.EventLoop())
+	m := &miner{
+		srv:       s,
+		c:         c,
+		loop:      lp,
+		id:        s.minerSeq.Add(1),
+		ip:        ip,
+		remote:    c.RemoteAddr().String(),
+		connected: time.Now(),
+		diff:      s.opts.InitialDifficulty,
+		floor:     s.opts.MinDifficulty,
+	}
+	m.prevDiff = m.diff
+	c.SetContext(m)
+	lp.miners[m] = struct{}{}
+	s.conns.Add(1)
+	s.met.MinersConnected.Inc()
+	s.met.ConnectionsOpened.Inc()
+	return nil, gnet.None
+}
+
+// OnClose implements gnet.EventHandler.
+func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
+	m, ok := c.Context().(*miner)
+	if !ok || m == nil {
+		return gnet.None
+	}
+	c.SetContext(nil)
+	delete(m.loop.miners, m)
+	s.releaseIP(m.ip)
+	if m.lane != nil {
+		m.lane.releasePrefix(m.prefix)
+	}
+	s.conns.Add(-1)
+	s.met.MinersConnected.Dec()
+	reason := m.closeReason
+	if reason == "" {
+		reason = "eof"
+		if err != nil {
+			reason = "error"
+		}
+		if s.draining.Load() {
+			reason = "shutdown"
+		}
+	}
+	s.met.ConnectionsClosed.WithLabelValues(reason).Inc()
+	ev := s.log.Info()
+	if err != nil {
+		ev = ev.Err(err)
+	}
+	ev.Str("remote", m.remote).Str("worker", m.workerName()).Str("reason", reason).
+		Uint64("accepted", m.accepted).Uint64("rejected", m.rejected).Msg("miner disconnected")
+	return gnet.None
+}
+
+// OnTraffic implements gnet.EventHandler: frame lines, handle each, write
+// every answer in one go.
+func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
+	m, ok := c.Context().(*miner)
+	if !ok || m == nil {
+		return gnet.Close
+	}
+	buf, _ := c.Peek(c.InboundBuffered())
+	lp := m.loop
+	out := lp.out[:0]
+	used := 0
+	action := gnet.None
+	for {
+		line, n, err := stratum.NextLine(buf[used:], s.opts.MaxLineBytes)
+		if err != nil {
+			s.ctr.limit(limitLine)
+			out = stratum.AppendError(out, nil, stratum.CodeOther, "Line too long")
+			m.closeReason = "line_too_long"
+			action = gnet.Close
+			break
+		}
+		if n == 0 {
+			break
+		}
+		used += n
+		out = m.handle(out, line)
+		if m.closeReason != "" {
+			action = gnet.Close
+			break
+		}
+	}
+	_, _ = c.Discard(used)
+	if len(out) > 0 {
+		_, _ = c.Write(out)
+	}
+	lp.out = out[:0]
+	if action == gnet.None && !m.checkBacklog() {
+		action = gnet.Close
+	}
+	return action
+}
+
+// loopOf returns the state of event loop el, creating it on first use.
+func (s *Server) loopOf(el gnet.EventLoop) *loop {
+	s.loopsMu.Lock()
+	defer s.loopsMu.Unlock()
+	lp := s.loops[el]
+	if lp == nil {
+		lp = &loop{el: el, miners: map[*miner]struct{}{}, out: make([]byte, 0, 4096)}
+		s.loops[el] = lp
+	}
+	return lp
+}
+
+// eachLoop runs fn on every event loop, on that loop's goroutine.
+func (s *Server) eachLoop(fn func(lp *loop)) {
+	s.loopsMu.Lock()
+	loops := make([]*loop, 0, len(s.loops))
+	for _, lp := range s.loops {
+		loops = append(loops, lp)
+	}
+	s.loopsMu.Unlock()
+	for _, lp := range loops {
+		lp := lp
+		err := lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			fn(lp)
+			return nil
+		}))
+		if err != nil && !s.draining.Load() {
+			s.log.Warn().Err(err).Msg("event loop refused work")
+		}
+	}
+}
+
+// laneFor returns a lane with a free prefix, opening a new lane (and so new
+// upstream sessions) when every lane is full.
+func (s *Server) laneFor() (*lane, uint32) {
+	s.lanesMu.Lock()
+	defer s.lanesMu.Unlock()
+	for _, l := range s.lanes {
+		if p, ok := l.allocPrefix(); ok {
+			return l, p
+		}
+	}
+	l := newLane(len(s.lanes), s.opts.PrefixBytes, &s.jobSeq)
+	s.lanes = append(s.lanes, l)
+	p, _ := l.allocPrefix()
+	if s.up != nil {
+		s.up.Lanes(len(s.lanes))
+	}
+	s.log.Info().Int("lane", l.idx).Msg("opened lane")
+	return l, p
+}
+
+func (s *Server) lane(idx int) *lane {
+	s.lanesMu.Lock()
+	defer s.lanesMu.Unlock()
+	for len(s.lanes) <= idx {
+		s.lanes = append(s.lanes, newLane(len(s.lanes), s.opts.PrefixBytes, &s.jobSeq))
+	}
+	return s.lanes[idx]
+}
+
+// LaneCount returns how many lanes exist.
+func (s *Server) LaneCount() int {
+	s.lanesMu.Lock()
+	defer s.lanesMu.Unlock()
+	return len(s.lanes)
+}
+
+// Publish makes j, from session sess, the current job of lane idx and sends
+// it to every miner of that lane. switched marks the first job after the
+// lane moved to another pool; it and a job from a new session are sent
+// with clean_jobs=true. Called from upstream goroutines; never blocks on
+// miners.
+func (s *Server) Publish(idx int, sess *upstream.Session, j *upstream.Job, switched bool) {
+	l := s.lane(idx)
+	prev := l.cur.Load()
+	clean := j.Notify.Clean || switched || prev == nil || prev.sess != sess
+	lj, err := l.buildJob(sess, j, clean)
+	if err != nil {
+		s.log.Warn().Err(err).Str("pool", sess.Pool().Name).Int("lane", idx).Msg("job refused")
+		return
+	}
+	s.lastEn2.Store(int32(j.Extranonce2Size))
+	l.publish(lj)
+	if minerEn2(j.Extranonce2Size, s.opts.PrefixBytes) == 0 {
+		s.log.Error().Str("pool", lj.pool).Int("extranonce2_size", j.Extranonce2Size).Int("prefix_bytes", s.opts.PrefixBytes).
+			Msg("pool's extranonce2 leaves no room for miners: lower server.extranonce1_size")
+	}
+	s.log.Debug().Str("pool", lj.pool).Int("lane", idx).Str("job_id", lj.idHex).Str("pool_job_id", j.Notify.JobID).
+		Bool("clean", clean).Msg("job")
+
+	s.activeMu.Lock()
+	sw := s.switches[idx]
+	delete(s.switches, idx)
+	s.activeMu.Unlock()
+
+	s.loopsMu.Lock()
+	n := int32(len(s.loops))
+	s.loopsMu.Unlock()
+	if sw != nil {
+		sw.loops.Store(n)
+		if n == 0 {
+			sw.done(time.Since(sw.since))
+		}
+	}
+	s.eachLoop(func(lp *loop) {
+		if l.cur.Load() != lj {
+			return // a newer job superseded this one before it went out
+		}
+		for m := range lp.miners {
+			if m.lane == l && m.mining() {
+				m.sendJob(lj)
+			}
+		}
+		if sw != nil && sw.loops.Add(-1) == 0 {
+			sw.done(time.Since(sw.since))
+		}
+	})
+}
+
+// TimeSwitch arranges for done to be called with the time from since until
+// lane idx's next job has been written to all its miners.
+func (s *Server) TimeSwitch(idx int, since time.Time, done func(time.Duration)) {
+	s.activeMu.Lock()
+	s.switches[idx] = &pendingSwitch{since: since, done: done}
+	s.activeMu.Unlock()
+}
+
+// AllDown handles "no pool is live": with DisconnectWhenDown every miner is
+// closed so ASICs fall back to their own backup pools; otherwise miners are
+// held on their last job.
+func (s *Server) AllDown() {
+	if !s.opts.DisconnectWhenDown {
+		s.log.Warn().Msg("no pool is live: holding miners on their last job")
+		return
+	}
+	s.log.Warn().Msg("no pool is live: disconnecting miners")
+	s.eachLoop(func(lp *loop) {
+		for m := range lp.miners {
+			m.closeReason = "all_pools_down"
+			_ = m.c.Close()
+		}
+	})
+}
+
+// Result counts a pool's verdict on a forwarded share. Called from
+// upstream goroutines.
+func (s *Server) Result(sess *upstream.Session, r *upstream.Result) {
+	pool := sess.Pool().Name
+	pc := s.ctr.pool(pool)
+	switch {
+	case r.Accepted:
+		pc.accepted.Inc()
+		s.met.SubmitLatency.WithLabelValues(pool).Observe(r.RTT.Seconds())
+	case r.Reason == stratum.ReasonPoolRejected:
+		pc.rejected.Inc()
+		s.met.SubmitLatency.WithLabelValues(pool).Observe(r.RTT.Seconds())
+		s.log.Debug().Str("pool", pool).Int("code", r.Code).Str("message", r.Message).Msg("pool rejected a share switchyard accepted")
+	default:
+		pc.lost[r.Reason].Inc()
+	}
+}
+
+// sweepLoop enforces the subscribe/authorize deadline and runs vardiff for
+// miners that stopped sending shares.
+func (s *Server) sweepLoop(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.stopped:
+			return
+		case now := <-t.C:
+			s.eachLoop(func(lp *loop) {
+				for m := range lp.miners {
+					m.sweep(now)
+				}
+			})
+		}
+	}
+}
+
+func (s *Server) admitIP(ip string) bool {
+	max := s.opts.MaxConnectionsPerIP
+	s.ipMu.Lock()
+	defer s.ipMu.Unlock()
+	if max > 0 && s.perIP[ip] >= max {
+		return false
+	}
+	s.perIP[ip]++
+	return true
+}
+
+func (s *Server) releaseIP(ip string) {
+	s.ipMu.Lock()
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
+	}
+	s.ipMu.Unlock()
+}
+
+func remoteIP(a net.Addr) string {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	if a == nil {
+		return ""
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
+}
+
+// gnetLogger routes gnet's own logs into zerolog.
+type gnetLogger struct{ l zerolog.Logger }
+
+func (g gnetLogger) Debugf(f string, a ...any) { g.l.Debug().Msg(fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Infof(f string, a ...any)  { g.l.Debug().Msg(fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn().Msg(fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error().Msg(fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error().Msg(fmt.Sprintf(f, a...)) }
