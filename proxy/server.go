@@ -59,6 +59,7 @@ type Server struct {
 	conns    atomic.Int64
 	lastEn2  atomic.Int32 // extranonce2 size of the most recent pool job
 	draining atomic.Bool
+	allDown  atomic.Bool
 
 	lanesMu sync.Mutex
 	lanes   []*lane
@@ -198,7 +199,7 @@ func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 // OnOpen implements gnet.EventHandler: limits, then a new miner session.
 func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	ip := remoteIP(c.RemoteAddr())
-	if s.draining.Load() {
+	if s.draining.Load() || (s.opts.DisconnectWhenDown && s.allDown.Load()) {
 		return nil, gnet.Close
 	}
 	if max := s.opts.MaxConnections; max > 0 && s.conns.Load() >= int64(max) {
@@ -389,6 +390,7 @@ func (s *Server) Publish(idx int, sess *upstream.Session, j *upstream.Job, switc
 		return
 	}
 	s.lastEn2.Store(int32(j.Extranonce2Size))
+	s.allDown.Store(false)
 	l.publish(lj)
 	if minerEn2(j.Extranonce2Size, s.opts.PrefixBytes) == 0 {
 		s.log.Error().Str("pool", lj.pool).Int("extranonce2_size", j.Extranonce2Size).Int("prefix_bytes", s.opts.PrefixBytes).
@@ -438,6 +440,7 @@ func (s *Server) TimeSwitch(idx int, since time.Time, done func(time.Duration)) 
 // closed so ASICs fall back to their own backup pools; otherwise miners are
 // held on their last job.
 func (s *Server) AllDown() {
+	s.allDown.Store(true)
 	if !s.opts.DisconnectWhenDown {
 		s.log.Warn().Msg("no pool is live: holding miners on their last job")
 		return

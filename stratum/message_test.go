@@ -373,7 +373,7 @@ func TestNotifyRoundTrip(t *testing.T) {
 	if err := n.Decode(m.Params); err != nil {
 		t.Fatal(err)
 	}
-	if n.JobID != "bf" || n.Version != 2 || n.NBits != 0x1c2ac4af || n.NTime != 0x504e86b9 || n.Clean || len(n.Branch) != 1 || len(n.Coinb1) != 59 {
+	if n.JobID != "bf" || n.Version != 2 || n.NBits != 0x1c2ac4af || n.NTime != 0x504e86b9 || n.Clean || len(n.Branch) != 1 || len(n.Coinb1) != 58 {
 		t.Fatalf("decoded %+v", n)
 	}
 	if got := string(n.AppendJSON(nil)); got != line+"\n" {

@@ -1,0 +1,174 @@
+// Command switchyard is a Stratum v1 mining proxy with pool failover.
+//
+//	switchyard -config switchyard.toml     run the proxy (also: switchyard run -config …)
+//	switchyard check -config FILE          validate a config, print every problem
+//	switchyard demo [-duration 60s]        simulated pools and miners, with a blackout
+//	switchyard version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+
+	"switchyard/app"
+	"switchyard/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "0.1.0-dev"
+
+const usage = `switchyard: a Stratum v1 mining proxy with pool failover
+
+Usage:
+  switchyard [run] -config FILE   run the proxy
+  switchyard check -config FILE   validate a config file and print every problem
+  switchyard demo [flags]         run a self-contained demo: two simulated pools,
+                                  a simulated miner fleet, a blackout and a failback
+  switchyard version              print the version
+
+Run "switchyard <command> -h" for a command's flags.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := "run"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "run":
+		return runProxy(args, stderr)
+	case "check":
+		return check(args, stdout, stderr)
+	case "demo":
+		return demo(args, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "switchyard", version)
+		return 0
+	case "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "switchyard: unknown command %q\n\n%s", cmd, usage)
+	return 2
+}
+
+func runProxy(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "config file (TOML); see config.example.toml")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *path == "" {
+		fmt.Fprint(stderr, usage)
+		fmt.Fprintln(stderr, "\nswitchyard: -config is required (or try: switchyard demo)")
+		return 2
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	log := newLogger(cfg.Log, stderr)
+	raiseFileLimit(log)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	a, err := app.Start(ctx, cfg, log, version)
+	if err != nil {
+		log.Error().Err(err).Msg("start failed")
+		return 1
+	}
+	log.Info().Str("version", version).Str("miners", a.MinerAddr()).Int("pools", len(cfg.Pools)).Msg("switchyard running")
+	<-ctx.Done()
+	log.Info().Msg("shutting down")
+	if err := a.Stop(); err != nil {
+		log.Error().Err(err).Msg("stopped with error")
+		return 1
+	}
+	return 0
+}
+
+func check(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "config file to validate")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *path == "" && fs.NArg() == 1 {
+		*path = fs.Arg(0)
+	}
+	if *path == "" {
+		fmt.Fprintln(stderr, "switchyard check: -config FILE is required")
+		return 2
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			for _, p := range ce.Problems {
+				fmt.Fprintln(stdout, p.Error())
+			}
+			fmt.Fprintf(stdout, "%s: %d problem(s)\n", *path, len(ce.Problems))
+		} else {
+			fmt.Fprintln(stdout, err)
+		}
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d pools: ", *path, len(cfg.Pools))
+	for i, p := range cfg.Pools {
+		if i > 0 {
+			fmt.Fprint(stdout, ", ")
+		}
+		fmt.Fprint(stdout, p.Name)
+	}
+	fmt.Fprintln(stdout, ")")
+	return 0
+}
+
+// newLogger builds the process logger from [log].
+func newLogger(c config.Log, w io.Writer) zerolog.Logger {
+	lvl, err := zerolog.ParseLevel(c.Level)
+	if err != nil || c.Level == "" {
+		lvl = zerolog.InfoLevel
+	}
+	if c.Format == config.LogFormatJSON {
+		return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
+	}
+	return zerolog.New(zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}).Level(lvl).With().Timestamp().Logger()
+}
+
+// raiseFileLimit lifts the soft open-files limit to the hard limit: every
+// miner is a file descriptor.
+func raiseFileLimit(log zerolog.Logger) {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		log.Warn().Err(err).Msg("cannot read RLIMIT_NOFILE")
+		return
+	}
+	old := rl.Cur
+	if rl.Cur < rl.Max {
+		rl.Cur = rl.Max
+		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+			log.Warn().Err(err).Uint64("soft", old).Uint64("hard", rl.Max).Msg("cannot raise RLIMIT_NOFILE")
+			return
+		}
+	}
+	log.Info().Uint64("was", old).Uint64("now", rl.Cur).Uint64("hard", rl.Max).
+		Msg("open files limit (each miner uses one)")
+}

@@ -1,0 +1,497 @@
+package upstream
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"switchyard/metrics"
+)
+
+// Sink is the miner side as the Manager sees it (proxy.Server implements
+// it). Its methods must not block.
+type Sink interface {
+	// Publish makes j, from s, the current job of lane. switched marks the
+	// first job after the lane moved to s's pool.
+	Publish(lane int, s *Session, j *Job, switched bool)
+	// Result reports a pool's verdict on a forwarded share.
+	Result(s *Session, r *Result)
+	// AllDown reports that no pool is live.
+	AllDown()
+	// TimeSwitch asks for done to be called once lane's next job has
+	// reached its miners, with the time elapsed since since.
+	TimeSwitch(lane int, since time.Time, done func(time.Duration))
+}
+
+// ManagerOptions configure a Manager.
+type ManagerOptions struct {
+	Session       Options       // for every session
+	FailbackAfter time.Duration // a better pool must stay live this long before miners return to it
+	Standby       int           // pools after the active one kept connected and authorized
+	Metrics       *metrics.Metrics
+	Log           zerolog.Logger
+	Tick          time.Duration // how often failback is considered; default 250ms
+}
+
+// Manager runs the ranked pools: one session per lane on every pool that
+// is active, ranked better than the active one (to notice its recovery), or
+// among the Standby pools after it. It moves all lanes to the best live
+// pool when the active one goes dark, and back to a better pool once it has
+// been live for FailbackAfter.
+type Manager struct {
+	opts ManagerOptions
+	log  zerolog.Logger
+	sink Sink
+
+	mu       sync.Mutex
+	ctx      context.Context
+	pools    []*poolRun // ranked, best first
+	lanes    int
+	active   *poolRun
+	allDown  bool
+	workers  map[int]map[string]struct{} // lane -> per-worker names
+	started  bool
+	runStart time.Time
+	lastSeen time.Time
+}
+
+// poolRun is the Manager's view of one pool.
+type poolRun struct {
+	pool     Pool
+	rank     int
+	sessions []*Session
+	cancels  []context.CancelFunc
+	state    State
+	// liveSince is when every lane became live; zero when not live.
+	liveSince time.Time
+	// darkSince is when the pool last stopped being live.
+	darkSince  time.Time
+	darkReason string
+	removed    bool
+}
+
+// NewManager returns a Manager for pools ranked best first.
+func NewManager(pools []Pool, opts ManagerOptions, sink Sink) *Manager {
+	if opts.Tick <= 0 {
+		opts.Tick = 250 * time.Millisecond
+	}
+	m := &Manager{
+		opts:    opts,
+		log:     opts.Log.With().Str("component", "selector").Logger(),
+		sink:    sink,
+		workers: map[int]map[string]struct{}{},
+		lanes:   1,
+	}
+	for i, p := range pools {
+		m.pools = append(m.pools, &poolRun{pool: p, rank: i, state: StateDown})
+	}
+	return m
+}
+
+// Run starts the sessions and keeps the selection up to date until ctx is
+// done.
+func (m *Manager) Run(ctx context.Context) {
+	m.mu.Lock()
+	m.ctx = ctx
+	m.started = true
+	m.runStart = time.Now()
+	m.reconcile()
+	m.mu.Unlock()
+	t := time.NewTicker(m.opts.Tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			m.mu.Lock()
+			for _, p := range m.pools {
+				m.stopPool(p)
+			}
+			m.mu.Unlock()
+			return
+		case <-t.C:
+			m.mu.Lock()
+			m.decide("")
+			m.mu.Unlock()
+		}
+	}
+}
+
+// Lanes implements the proxy's need for n lanes: every running pool gets a
+// session per lane.
+func (m *Manager) Lanes(n int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if n <= m.lanes {
+		return
+	}
+	m.lanes = n
+	m.reconcile()
+}
+
+// Authorize makes a per-worker name known on every session of a lane, now
+// and after reconnects or switches.
+func (m *Manager) Authorize(lane int, worker string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	set := m.workers[lane]
+	if set == nil {
+		set = map[string]struct{}{}
+		m.workers[lane] = set
+	}
+	if _, ok := set[worker]; ok {
+		return
+	}
+	set[worker] = struct{}{}
+	for _, p := range m.pools {
+		if lane < len(p.sessions) && p.sessions[lane] != nil {
+			p.sessions[lane].Authorize(worker)
+		}
+	}
+}
+
+// Active returns the name of the pool serving miners, or "".
+func (m *Manager) Active() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.active == nil {
+		return ""
+	}
+	return m.active.pool.Name
+}
+
+// PoolStatus is one pool as reported by Status.
+type PoolStatus struct {
+	Name      string    `json:"name"`
+	URL       string    `json:"url"`
+	Rank      int       `json:"rank"`
+	State     string    `json:"state"`
+	Active    bool      `json:"active"`
+	Sessions  int       `json:"sessions"`
+	LiveSince time.Time `json:"live_since,omitzero"`
+	DarkSince time.Time `json:"dark_since,omitzero"`
+	Reason    string    `json:"reason,omitempty"`
+	LastJob   time.Time `json:"last_job,omitzero"`
+}
+
+// Status reports every pool.
+func (m *Manager) Status() []PoolStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]PoolStatus, 0, len(m.pools))
+	for _, p := range m.pools {
+		ps := PoolStatus{Name: p.pool.Name, URL: p.pool.URL, Rank: p.rank, State: p.state.String(),
+			Active: p == m.active, LiveSince: p.liveSince, DarkSince: p.darkSince, Reason: p.darkReason}
+		for _, s := range p.sessions {
+			if s == nil {
+				continue
+			}
+			ps.Sessions++
+			if j := s.Current(); j != nil && j.Received.After(ps.LastJob) {
+				ps.LastJob = j.Received
+			}
+		}
+		out = append(out, ps)
+	}
+	return out
+}
+
+// Live reports whether some pool is serving miners.
+func (m *Manager) Live() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.active != nil && m.active.state == StateLive
+}
+
+// SessionState implements Handler.
+func (m *Manager) SessionState(s *Session, st State, reason string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := m.runOf(s)
+	if p == nil {
+		return
+	}
+	if met := m.opts.Metrics; met != nil && st == StateConnecting {
+		met.PoolReconnects.WithLabelValues(p.pool.Name).Inc()
+	}
+	m.refresh(p, reason)
+	m.decide(reason)
+}
+
+// SessionJob implements Handler: jobs of the active pool go to miners.
+func (m *Manager) SessionJob(s *Session, j *Job) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := m.runOf(s)
+	if p == nil {
+		return
+	}
+	if met := m.opts.Metrics; met != nil {
+		met.PoolLastJob.WithLabelValues(p.pool.Name).Set(float64(j.Received.UnixNano()) / 1e9)
+	}
+	if p == m.active && !m.allDown {
+		m.sink.Publish(s.Lane(), s, j, false)
+		return
+	}
+	// A first job can make a pool live (sessions are live once they have one).
+	m.refresh(p, "")
+	m.decide("")
+}
+
+// SessionResult implements Handler.
+func (m *Manager) SessionResult(s *Session, r *Result) { m.sink.Result(s, r) }
+
+// runOf finds the pool of a session (nil for a session already retired).
+func (m *Manager) runOf(s *Session) *poolRun {
+	for _, p := range m.pools {
+		if s.Lane() < len(p.sessions) && p.sessions[s.Lane()] == s {
+			return p
+		}
+	}
+	return nil
+}
+
+// refresh recomputes a pool's state from its sessions.
+func (m *Manager) refresh(p *poolRun, reason string) {
+	st := poolState(p.sessions, m.lanes)
+	if st == p.state {
+		return
+	}
+	now := time.Now()
+	was := p.state
+	p.state = st
+	if st == StateLive {
+		p.liveSince = now
+		p.darkReason = ""
+		m.log.Info().Str("pool", p.pool.Name).Str("from", was.String()).Msg("pool live")
+	} else if was == StateLive {
+		p.liveSince = time.Time{}
+		p.darkSince = now
+		p.darkReason = reason
+		m.log.Warn().Str("pool", p.pool.Name).Str("state", st.String()).Str("reason", reason).Msg("pool not live")
+	}
+	if met := m.opts.Metrics; met != nil {
+		met.SetPoolState(p.pool.Name, st.String())
+	}
+}
+
+// poolState folds a pool's lane sessions into one state: live only when
+// every lane is live.
+func poolState(ss []*Session, lanes int) State {
+	if len(ss) < lanes {
+		return StateConnecting
+	}
+	live, bestOther := 0, StateDown
+	for _, s := range ss[:lanes] {
+		if s == nil {
+			return StateConnecting
+		}
+		st := s.State()
+		if st == StateLive && s.Current() != nil {
+			live++
+			continue
+		}
+		if st == StateLive {
+			st = StateHandshaking // authorized, waiting for a first job
+		}
+		if rankState(st) > rankState(bestOther) {
+			bestOther = st
+		}
+	}
+	switch {
+	case live == lanes:
+		return StateLive
+	case live > 0:
+		return StateSuspect
+	}
+	return bestOther
+}
+
+// rankState orders non-live states from worst to best.
+func rankState(s State) int {
+	switch s {
+	case StateSuspect:
+		return 4
+	case StateHandshaking:
+		return 3
+	case StateConnecting:
+		return 2
+	}
+	return 1
+}
+
+// decide picks the pool miners should be on and switches when needed.
+// Called with m.mu held.
+func (m *Manager) decide(reason string) {
+	if !m.started {
+		return
+	}
+	for _, p := range m.pools {
+		m.refresh(p, reason)
+	}
+	var best *poolRun
+	for _, p := range m.pools {
+		if p.state == StateLive && !p.removed {
+			best = p
+			break
+		}
+	}
+	now := time.Now()
+	switch {
+	case m.active != nil && m.active.state == StateLive && !m.active.removed:
+		// Stay, unless a better pool has been live long enough.
+		if best != nil && best.rank < m.active.rank && now.Sub(best.liveSince) >= m.opts.FailbackAfter {
+			m.switchTo(best, "failback", now)
+		}
+	case best != nil && m.active == nil && !m.allDown && best.rank > 0 && now.Sub(m.runStart) < m.startGrace():
+		// At startup, give better-ranked pools a moment to finish their
+		// handshake before settling for a backup.
+	case best != nil:
+		why := "startup"
+		if m.active != nil {
+			why = m.active.darkReason
+			if why == "" {
+				why = m.active.state.String()
+			}
+		} else if m.allDown {
+			why = "recovered"
+		}
+		m.switchTo(best, why, now)
+	case best == nil && !m.allDown && (m.active != nil || now.Sub(m.runStart) >= m.startGrace()):
+		ev := m.log.Error()
+		if m.active != nil {
+			ev = ev.Str("pool", m.active.pool.Name).Str("reason", m.active.darkReason)
+		}
+		ev.Msg("no pool is live")
+		m.setActive(nil)
+		m.allDown = true
+		m.sink.AllDown()
+	}
+	m.reconcile()
+}
+
+// switchTo moves every lane to p.
+func (m *Manager) switchTo(p *poolRun, reason string, now time.Time) {
+	from := m.active
+	fromName := "none"
+	var dark time.Duration
+	since := now
+	if from != nil {
+		fromName = from.pool.Name
+		if !from.darkSince.IsZero() && from.state != StateLive {
+			dark = now.Sub(from.darkSince)
+			since = from.darkSince
+		}
+	}
+	m.setActive(p)
+	m.allDown = false
+	m.lastSeen = now
+	if from == nil && reason == "startup" {
+		m.log.Info().Str("pool", p.pool.Name).Msg("mining on pool")
+	} else {
+		m.log.Warn().Str("from", fromName).Str("to", p.pool.Name).Str("reason", reason).
+			Float64("dark_s", dark.Seconds()).Msg("switching pool")
+		if met := m.opts.Metrics; met != nil {
+			met.Failovers.WithLabelValues(fromName, p.pool.Name, reasonLabel(reason)).Inc()
+		}
+	}
+	for lane := 0; lane < m.lanes && lane < len(p.sessions); lane++ {
+		s := p.sessions[lane]
+		j := s.Current()
+		if j == nil {
+			continue
+		}
+		if from != nil || reason != "startup" {
+			lane, to := lane, p.pool.Name
+			m.sink.TimeSwitch(lane, since, func(d time.Duration) {
+				if met := m.opts.Metrics; met != nil {
+					met.FailoverDuration.Observe(d.Seconds())
+				}
+				m.log.Info().Str("from", fromName).Str("to", to).Int("lane", lane).
+					Float64("elapsed_s", d.Seconds()).Msg("switch complete: new jobs reached miners")
+			})
+		}
+		m.sink.Publish(lane, s, j, true)
+	}
+}
+
+// startGrace is how long startup waits for better-ranked pools.
+func (m *Manager) startGrace() time.Duration {
+	return m.opts.Session.DialTimeout + 2*m.opts.Session.SubmitTimeout
+}
+
+func (m *Manager) setActive(p *poolRun) {
+	if met := m.opts.Metrics; met != nil {
+		for _, q := range m.pools {
+			v := 0.0
+			if q == p {
+				v = 1
+			}
+			met.ActivePool.WithLabelValues(q.pool.Name).Set(v)
+		}
+	}
+	m.active = p
+}
+
+// reasonLabel bounds failover reasons to a fixed set for metrics.
+func reasonLabel(r string) string {
+	switch r {
+	case "failback", "startup", "recovered", "eof", "submit_timeout", "job_timeout", "rejecting",
+		"handshake_timeout", "unauthorized", "removed", "suspect", "down", "connecting", "handshaking":
+		return r
+	}
+	return "error"
+}
+
+// reconcile starts sessions for the pools that should run and stops the
+// rest: pools ranked up to the active one (or all when none is active),
+// plus Standby pools after it. Called with m.mu held.
+func (m *Manager) reconcile() {
+	if !m.started || m.ctx == nil || m.ctx.Err() != nil {
+		return
+	}
+	limit := len(m.pools)
+	if m.active != nil {
+		limit = m.active.rank + 1 + m.opts.Standby
+	}
+	for _, p := range m.pools {
+		if p.rank < limit && !p.removed {
+			m.startPool(p)
+		} else {
+			m.stopPool(p)
+		}
+	}
+}
+
+func (m *Manager) startPool(p *poolRun) {
+	for lane := len(p.sessions); lane < m.lanes; lane++ {
+		s := NewSession(p.pool, lane, m.opts.Session, m)
+		for w := range m.workers[lane] {
+			s.Authorize(w)
+		}
+		ctx, cancel := context.WithCancel(m.ctx)
+		p.sessions = append(p.sessions, s)
+		p.cancels = append(p.cancels, cancel)
+		go s.Run(ctx)
+	}
+	if met := m.opts.Metrics; met != nil {
+		met.UpstreamSessions.WithLabelValues(p.pool.Name).Set(float64(len(p.sessions)))
+	}
+}
+
+func (m *Manager) stopPool(p *poolRun) {
+	if len(p.sessions) == 0 {
+		return
+	}
+	for _, c := range p.cancels {
+		c()
+	}
+	p.sessions, p.cancels = nil, nil
+	p.state = StateDown
+	p.liveSince = time.Time{}
+	if met := m.opts.Metrics; met != nil {
+		met.UpstreamSessions.WithLabelValues(p.pool.Name).Set(0)
+		met.SetPoolState(p.pool.Name, StateDown.String())
+	}
+}
