@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+	gerrors "github.com/panjf2000/gnet/v2/pkg/errors"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
@@ -168,7 +169,7 @@ func (s *Server) Stop(ctx context.Context) error {
 	}
 	s.draining.Store(true)
 	err := s.eng.Stop(ctx)
-	if err != nil && !errors.Is(err, gnet.ErrEngineInShutdown) {
+	if err != nil && !errors.Is(err, gerrors.ErrEngineInShutdown) {
 		return err
 	}
 	return nil

@@ -39,7 +39,7 @@ const (
 	keepJobs     = 16               // jobs remembered; older ids are unknown (21 "Job not found")
 	maxOutQueue  = 4096             // lines queued for a connection before it is dropped as a slow reader
 	writeTimeout = 30 * time.Second // a write blocked this long drops the connection
-	poolVersion  = "stratumsim/1.0"
+	poolVersion  = "stratumsim/1.0" // plain ASCII: quoted as is for client.get_version
 )
 
 // PoolConfig configures a simulated pool. A zero field takes the default
@@ -153,7 +153,8 @@ type Pool struct {
 	current *poolJob
 	maker   *jobMaker
 
-	connSeq atomic.Uint64
+	connIDs atomic.Uint64 // numbers connections for the ledger
+	en1Seq  atomic.Uint64
 	en1Base uint64
 
 	st poolCounters
@@ -331,7 +332,7 @@ func (p *Pool) SetExtranonce(en2Size int) (int, error) {
 // extranonce1 returns a fresh extranonce1, unique for 2^(8·size) calls.
 func (p *Pool) extranonce1() []byte {
 	en1 := make([]byte, p.cfg.Extranonce1Size)
-	v := p.en1Base + p.connSeq.Add(1)
+	v := p.en1Base + p.en1Seq.Add(1)
 	for i := len(en1) - 1; i >= 0; i-- {
 		en1[i] = byte(v)
 		v >>= 8

@@ -7,9 +7,10 @@ import (
 )
 
 // DefaultDedupSize is how many shares one Dedup generation holds when
-// Dedup.Size is 0. A miner at the vardiff aim sends a few hundred shares
-// per block interval, so this only bounds a flood.
-const DefaultDedupSize = 8192
+// Dedup.Size is 0. A miner at a 10 s vardiff aim sends about 60 shares per
+// block interval, so this only bounds a flood: a full Dedup (two
+// generations) takes about 250 KiB.
+const DefaultDedupSize = 4096
 
 // Dedup remembers recent shares by header hash to spot duplicates. Two
 // submits are the same share exactly when they give the same header (same
@@ -36,8 +37,9 @@ type Dedup struct {
 }
 
 // dedupKey keys a hash by its 8 low-order bytes. They are uniformly random
-// whatever the difficulty (the high-order bytes are the leading zeros), and
-// 64 bits make a false duplicate among 2·8192 shares about a 1e-11 chance.
+// whatever the difficulty (the high-order bytes are the leading zeros), so a
+// new share is mistaken for one of 2·4096 remembered ones with a chance
+// under 1e-15.
 func dedupKey(h *chainhash.Hash) uint64 {
 	return binary.LittleEndian.Uint64(h[:8])
 }

@@ -137,8 +137,8 @@ func TestNBitsTarget(t *testing.T) {
 		diff  float64 // 0: not checked
 	}{
 		{"genesis 1d00ffff", 0x1d00ffff, "00000000ffff0000000000000000000000000000000000000000000000000000", 1},
-		{"block 100000", 0x1b04864c, "000000000004864c000000000000000000000000000000000000000000000000", 14484.1623612254},
-		{"block 670718", 0x170d21b9, "0000000000000000000d21b90000000000000000000000000000000000000000", 21448277761059.71},
+		{"block 100000", 0x1b04864c, "000000000004864c000000000000000000000000000000000000000000000000", 14484.162361225399},
+		{"block 670718", 0x170d21b9, "0000000000000000000d21b90000000000000000000000000000000000000000", 21434395961348.918},
 		{"1b0404cb", 0x1b0404cb, "00000000000404cb000000000000000000000000000000000000000000000000", 0},
 		{"regtest 207fffff", 0x207fffff, "7fffff0000000000000000000000000000000000000000000000000000000000", 0},
 		{"exponent 3", 0x03123456, "0000000000000000000000000000000000000000000000000000000000123456", 0},
@@ -148,8 +148,10 @@ func TestNBitsTarget(t *testing.T) {
 		{"zero mantissa", 0x1d000000, "0000000000000000000000000000000000000000000000000000000000000000", 0},
 		{"negative", 0x1d800001, "0000000000000000000000000000000000000000000000000000000000000000", 0},
 		{"sign bit, zero mantissa", 0x1d800000, "0000000000000000000000000000000000000000000000000000000000000000", 0},
-		{"largest 2200ffff", 0x2200ffff, "ffff000000000000000000000000000000000000000000000000000000000000", 0},
-		{"overflow 2201ffff", 0x2201ffff, "0000000000000000000000000000000000000000000000000000000000000000", 0},
+		{"top bytes 2100ffff", 0x2100ffff, "ffff000000000000000000000000000000000000000000000000000000000000", 0},
+		{"top byte 220000ff", 0x220000ff, "ff00000000000000000000000000000000000000000000000000000000000000", 0},
+		{"overflow 2200ffff", 0x2200ffff, "0000000000000000000000000000000000000000000000000000000000000000", 0},
+		{"overflow 230000ff", 0x230000ff, "0000000000000000000000000000000000000000000000000000000000000000", 0},
 		{"overflow ff123456", 0xff123456, "0000000000000000000000000000000000000000000000000000000000000000", 0},
 	}
 	for _, tt := range tests {
@@ -226,4 +228,46 @@ func TestMeets(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestHashDifficulty(t *testing.T) {
+	one := chainhash.Hash{0: 1}
+	tests := []struct {
+		name string
+		h    chainhash.Hash
+		want float64
+	}{
+		{"diff1 target", chainhash.Hash(DifficultyTarget(1)), 1},
+		{"half of diff1", chainhash.Hash(DifficultyTarget(2)), 2},
+		{"hash 1", one, 0xffff * 0x1p208},
+		{"zero hash", chainhash.Hash{}, math.Inf(1)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := HashDifficulty(&tt.h); got != tt.want {
+				t.Fatalf("HashDifficulty(%s) = %g, want %g", tt.h, got, tt.want)
+			}
+		})
+	}
+	t.Run("random against math/big", func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(5, 6))
+		for i := 0; i < 5000; i++ {
+			var h chainhash.Hash
+			for j := range h {
+				h[j] = byte(rng.Uint32())
+			}
+			// Leading zero bytes as real shares have (the top of the number).
+			for j := 31; j >= 31-rng.IntN(31); j-- {
+				h[j] = 0
+			}
+			x := targetInt(Target(h))
+			if x.Sign() == 0 {
+				continue
+			}
+			want, _ := new(big.Float).Quo(new(big.Float).SetInt(bigDiff1), new(big.Float).SetInt(x)).Float64()
+			if got := HashDifficulty(&h); math.Abs(got-want) > 4e-16*want {
+				t.Fatalf("HashDifficulty(%s) = %.17g, math/big says %.17g", h, got, want)
+			}
+		}
+	})
 }

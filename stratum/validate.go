@@ -28,8 +28,14 @@ func RollVersion(jobVersion, bits, mask uint32) (uint32, error) {
 
 // Share is one submitted share, the parts of a mining.submit that Check
 // needs plus the miner's extranonce1.
+//
+// NOTE: the hash only sees coinb1 ‖ Extranonce1 ‖ Extranonce2 ‖ coinb2, so
+// a proxy may check a miner's share against the pool's job with
+// Extranonce1 = pool extranonce1 ‖ miner prefix (‖ padding), or against the
+// job as sent to the miner (coinb1 ‖ pool extranonce1) with Extranonce1 =
+// prefix: same bytes, same hash. Only Extranonce2's length is checked.
 type Share struct {
-	Extranonce1 []byte // the miner's extranonce1 (switchyard's prefix for it)
+	Extranonce1 []byte
 	Extranonce2 []byte
 	NTime       uint32
 	Nonce       uint32

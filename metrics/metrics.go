@@ -1,0 +1,339 @@
+// Package metrics defines switchyard's Prometheus metrics and serves them,
+// with health and status endpoints, over HTTP.
+//
+// New registers every collector into a registry the caller owns (no global
+// registry, no promauto), so tests and embedders can build as many as they
+// like. Callers increment the exported fields directly; for hot paths, resolve
+// a vector's child once (Shares.WithLabelValues(...)) and keep it.
+//
+// Names follow switchyard_<subsystem>_<what>_<unit>; counters end in _total.
+// Labels are bounded sets (pool, result, reason, state, limit, ...), never a
+// miner, worker or IP address; per-worker series live apart, in Workers,
+// which is only built when enabled.
+//
+// Share results are "accepted", "rejected" and "lost" (ResultAccepted, ...).
+// An accepted share has the empty reason "": in PromQL an empty label is the
+// same as no label, so switchyard_shares_total{result="accepted"} reads as
+// intended and no made-up reason can collide with a real one.
+package metrics
+
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Share results, the values of the "result" label.
+const (
+	ResultAccepted = "accepted"
+	ResultRejected = "rejected"
+	ResultLost     = "lost"
+)
+
+// ReasonNone is the "reason" label of accepted shares.
+const ReasonNone = ""
+
+// Pool states, the values of switchyard_pool_state's "state" label.
+const (
+	StateConnecting  = "connecting"
+	StateHandshaking = "handshaking"
+	StateLive        = "live"
+	StateSuspect     = "suspect"
+	StateDown        = "down"
+)
+
+// poolStates lists the states SetPoolState keeps a series for.
+var poolStates = [...]string{StateConnecting, StateHandshaking, StateLive, StateSuspect, StateDown}
+
+// Limits, the values of switchyard_limit_hits_total's "limit" label: the
+// [server] keys whose limit was hit.
+const (
+	LimitMaxConnections       = "max_connections"
+	LimitMaxConnectionsPerIP  = "max_connections_per_ip"
+	LimitAuthTimeout          = "auth_timeout"
+	LimitMaxSubmitsPerSecond  = "max_submits_per_second"
+	LimitMaxPendingWriteBytes = "max_pending_write_bytes"
+	LimitMaxLineBytes         = "max_line_bytes"
+)
+
+var limits = [...]string{
+	LimitMaxConnections, LimitMaxConnectionsPerIP, LimitAuthTimeout,
+	LimitMaxSubmitsPerSecond, LimitMaxPendingWriteBytes, LimitMaxLineBytes,
+}
+
+// Histogram buckets.
+var (
+	// submitBuckets spans 1ms (a pool next door) to 10s (past any
+	// submit_timeout).
+	submitBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+	// failoverBuckets spans 50ms (a hot standby takes over) to 60s.
+	failoverBuckets = []float64{.05, .1, .25, .5, 1, 2, 5, 10, 20, 30, 60}
+	// difficultyBuckets are powers of 4 from 1 to 4^20 (about 1.1e12):
+	// every power-of-two difficulty sits on a bucket edge or halfway.
+	difficultyBuckets = prometheus.ExponentialBuckets(1, 4, 21)
+)
+
+// Metrics holds switchyard's collectors. Each field's comment gives its
+// metric name and labels.
+type Metrics struct {
+	// MinersConnected is switchyard_miners_connected: miner connections open now.
+	MinersConnected prometheus.Gauge
+	// ConnectionsOpened is switchyard_miner_connections_opened_total.
+	ConnectionsOpened prometheus.Counter
+	// ConnectionsClosed is switchyard_miner_connections_closed_total{reason}.
+	ConnectionsClosed *prometheus.CounterVec
+
+	// Shares is switchyard_shares_total{result,reason}: every share a miner
+	// sent, by switchyard's verdict (accepted, rejected) or lost (accepted but
+	// its forward to the pool failed). reason is "" for accepted shares.
+	Shares *prometheus.CounterVec
+	// ShareDifficulty is switchyard_share_difficulty_sum_total: the sum of
+	// the difficulty of accepted shares. Hashrate = rate(...) * 2^32 H/s.
+	ShareDifficulty prometheus.Counter
+
+	// Forwarded is switchyard_pool_shares_forwarded_total{pool}.
+	Forwarded *prometheus.CounterVec
+	// ForwardedDifficulty is switchyard_forwarded_difficulty_sum_total{pool}:
+	// the sum of the pool difficulty of forwarded shares.
+	ForwardedDifficulty *prometheus.CounterVec
+	// PoolVerdicts is switchyard_pool_shares_total{pool,result,reason}: the
+	// pool's answer to forwarded shares (accepted, rejected, or lost with a
+	// reason such as submit_timeout or upstream_down).
+	PoolVerdicts *prometheus.CounterVec
+	// SubmitLatency is switchyard_pool_submit_duration_seconds{pool}: from
+	// forwarding a share to the pool's answer.
+	SubmitLatency *prometheus.HistogramVec
+
+	// PoolState is switchyard_pool_state{pool,state}: 1 for the pool's
+	// current state, 0 for the others. Set it with SetPoolState.
+	PoolState *prometheus.GaugeVec
+	// ActivePool is switchyard_pool_active{pool}: 1 for the pool miners are
+	// working for, 0 for the others. SetActivePool sets it.
+	ActivePool *prometheus.GaugeVec
+	// PoolLastJob is switchyard_pool_last_job_timestamp_seconds{pool}: Unix
+	// time of the pool's latest mining.notify.
+	PoolLastJob *prometheus.GaugeVec
+	// PoolReconnects is switchyard_pool_reconnects_total{pool}.
+	PoolReconnects *prometheus.CounterVec
+	// UpstreamSessions is switchyard_pool_sessions{pool}: sessions open to
+	// the pool.
+	UpstreamSessions *prometheus.GaugeVec
+
+	// Failovers is switchyard_failovers_total{from,to,reason}: moves of the
+	// miners from one pool to another ("" when there was none).
+	Failovers *prometheus.CounterVec
+	// FailoverDuration is switchyard_failover_duration_seconds: from the
+	// active pool going dark to miners having work from the next one.
+	FailoverDuration prometheus.Histogram
+
+	// BlocksFound is switchyard_blocks_found_total{pool}: shares meeting the
+	// network target, forwarded to the pool.
+	BlocksFound *prometheus.CounterVec
+	// VardiffDifficulty is switchyard_miner_difficulty: the difficulty given
+	// to a miner, observed at each retarget.
+	VardiffDifficulty prometheus.Histogram
+	// LimitHits is switchyard_limit_hits_total{limit}: connections refused or
+	// closed, and messages dropped, because a [server] limit was hit (see the
+	// Limit constants).
+	LimitHits *prometheus.CounterVec
+
+	mu        sync.Mutex        // serializes SetPoolState and SetActivePool
+	poolState map[string]string // pool → state set to 1
+	pools     map[string]bool   // pools seen, for SetActivePool
+}
+
+// New creates switchyard's collectors and registers them with reg; it panics
+// if one is already registered there (a programming error). A nil reg
+// leaves them unregistered, for tests that do not look at metrics.
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		MinersConnected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "switchyard_miners_connected",
+			Help: "Miner connections open now.",
+		}),
+		ConnectionsOpened: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchyard_miner_connections_opened_total",
+			Help: "Miner connections accepted.",
+		}),
+		ConnectionsClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_miner_connections_closed_total",
+			Help: "Miner connections closed, by reason.",
+		}, []string{"reason"}),
+		Shares: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_shares_total",
+			Help: `Shares sent by miners, by result (accepted, rejected, lost) and reason ("" for accepted).`,
+		}, []string{"result", "reason"}),
+		ShareDifficulty: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchyard_share_difficulty_sum_total",
+			Help: "Sum of the difficulty of accepted shares; rate() * 2^32 is the hashrate in H/s.",
+		}),
+		Forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_pool_shares_forwarded_total",
+			Help: "Shares forwarded to a pool.",
+		}, []string{"pool"}),
+		ForwardedDifficulty: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_forwarded_difficulty_sum_total",
+			Help: "Sum of the pool difficulty of shares forwarded to a pool.",
+		}, []string{"pool"}),
+		PoolVerdicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_pool_shares_total",
+			Help: "Forwarded shares by the pool's verdict (accepted, rejected, lost) and reason.",
+		}, []string{"pool", "result", "reason"}),
+		SubmitLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "switchyard_pool_submit_duration_seconds",
+			Help:    "Time from forwarding a share to the pool's answer.",
+			Buckets: submitBuckets,
+		}, []string{"pool"}),
+		PoolState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "switchyard_pool_state",
+			Help: "1 for the pool's current state (connecting, handshaking, live, suspect, down), 0 for the others.",
+		}, []string{"pool", "state"}),
+		ActivePool: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "switchyard_pool_active",
+			Help: "1 for the pool miners are working for, 0 for the others.",
+		}, []string{"pool"}),
+		PoolLastJob: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "switchyard_pool_last_job_timestamp_seconds",
+			Help: "Unix time of the pool's latest job (mining.notify).",
+		}, []string{"pool"}),
+		PoolReconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_pool_reconnects_total",
+			Help: "Connections to the pool made again after one was lost.",
+		}, []string{"pool"}),
+		UpstreamSessions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "switchyard_pool_sessions",
+			Help: "Sessions open to the pool.",
+		}, []string{"pool"}),
+		Failovers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_failovers_total",
+			Help: "Moves of the miners from one pool to another, by reason.",
+		}, []string{"from", "to", "reason"}),
+		FailoverDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "switchyard_failover_duration_seconds",
+			Help:    "Time from the active pool going dark to miners having work from the next one.",
+			Buckets: failoverBuckets,
+		}),
+		BlocksFound: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_blocks_found_total",
+			Help: "Shares meeting the network target (block candidates), forwarded to the pool.",
+		}, []string{"pool"}),
+		VardiffDifficulty: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "switchyard_miner_difficulty",
+			Help:    "Difficulty given to miners, observed at each retarget.",
+			Buckets: difficultyBuckets,
+		}),
+		LimitHits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_limit_hits_total",
+			Help: "Times a [server] limit was hit, by limit.",
+		}, []string{"limit"}),
+		poolState: make(map[string]string),
+		pools:     make(map[string]bool),
+	}
+
+	// Series that exist from the start, so that rate() and alerts see a 0
+	// before the first event.
+	m.Shares.WithLabelValues(ResultAccepted, ReasonNone)
+	for _, l := range limits {
+		m.LimitHits.WithLabelValues(l)
+	}
+
+	if reg != nil {
+		reg.MustRegister(
+			m.MinersConnected, m.ConnectionsOpened, m.ConnectionsClosed,
+			m.Shares, m.ShareDifficulty,
+			m.Forwarded, m.ForwardedDifficulty, m.PoolVerdicts, m.SubmitLatency,
+			m.PoolState, m.ActivePool, m.PoolLastJob, m.PoolReconnects, m.UpstreamSessions,
+			m.Failovers, m.FailoverDuration,
+			m.BlocksFound, m.VardiffDifficulty, m.LimitHits,
+		)
+	}
+	return m
+}
+
+// InitPool creates pool's series at zero (state down, not active, no
+// shares), so that dashboards and alerts see every configured pool before
+// its first event. Calling it again is harmless.
+func (m *Metrics) InitPool(pool string) {
+	m.Forwarded.WithLabelValues(pool)
+	m.ForwardedDifficulty.WithLabelValues(pool)
+	m.PoolVerdicts.WithLabelValues(pool, ResultAccepted, ReasonNone)
+	m.SubmitLatency.WithLabelValues(pool)
+	m.PoolLastJob.WithLabelValues(pool)
+	m.PoolReconnects.WithLabelValues(pool)
+	m.UpstreamSessions.WithLabelValues(pool)
+	m.BlocksFound.WithLabelValues(pool)
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.pools[pool] = true
+	m.ActivePool.WithLabelValues(pool)
+	if _, ok := m.poolState[pool]; !ok {
+		m.setPoolState(pool, StateDown)
+	}
+}
+
+// SetPoolState sets switchyard_pool_state to 1 for pool's state and to 0 for
+// the other states (StateConnecting, StateHandshaking, StateLive,
+// StateSuspect, StateDown). Safe for concurrent use.
+func (m *Metrics) SetPoolState(pool, state string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.pools[pool] = true
+	m.setPoolState(pool, state)
+}
+
+func (m *Metrics) setPoolState(pool, state string) {
+	for _, s := range poolStates {
+		if s != state {
+			m.PoolState.WithLabelValues(pool, s).Set(0)
+		}
+	}
+	if prev, ok := m.poolState[pool]; ok && prev != state && !isPoolState(prev) {
+		m.PoolState.DeleteLabelValues(pool, prev) // not a listed state: drop rather than keep a 0
+	}
+	m.PoolState.WithLabelValues(pool, state).Set(1)
+	m.poolState[pool] = state
+}
+
+func isPoolState(s string) bool {
+	for _, p := range poolStates {
+		if p == s {
+			return true
+		}
+	}
+	return false
+}
+
+// SetActivePool sets switchyard_pool_active to 1 for pool and to 0 for every
+// other pool seen by InitPool, SetPoolState or SetActivePool; "" marks none
+// active. Safe for concurrent use.
+func (m *Metrics) SetActivePool(pool string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if pool != "" {
+		m.pools[pool] = true
+	}
+	for p := range m.pools {
+		v := 0.0
+		if p == pool {
+			v = 1
+		}
+		m.ActivePool.WithLabelValues(p).Set(v)
+	}
+}
+
+// ForgetPool deletes every series labeled with pool, for a pool removed from
+// the configuration. Failovers from or to it are kept: they are history.
+func (m *Metrics) ForgetPool(pool string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l := prometheus.Labels{"pool": pool}
+	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
+		m.Forwarded, m.ForwardedDifficulty, m.PoolVerdicts, m.SubmitLatency,
+		m.PoolState, m.ActivePool, m.PoolLastJob, m.PoolReconnects, m.UpstreamSessions, m.BlocksFound,
+	} {
+		v.DeletePartialMatch(l)
+	}
+	delete(m.pools, pool)
+	delete(m.poolState, pool)
+}

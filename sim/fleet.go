@@ -1,0 +1,347 @@
+package sim
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"switchyard/stratum"
+)
+
+// Fleet defaults, used where a FleetConfig field is zero.
+const (
+	DefaultUser             = "sim"
+	DefaultUserAgent        = "stratumsim/1.0"
+	DefaultMinerMask        = 0x1fffe000 // version-rolling mask the miners ask for
+	DefaultRetryDelay       = time.Second
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultDialTimeout      = 5 * time.Second
+	DefaultCloseGrace       = 2 * time.Second
+	maxReconnectWait        = 10 * time.Minute // bound on client.reconnect's wait
+)
+
+// Disconnect causes, the keys of FleetStats.Disconnects.
+const (
+	CauseEOF              = "eof"               // the server closed the connection
+	CauseReset            = "reset"             // connection reset
+	CauseTimeout          = "timeout"           // a read or write deadline passed
+	CauseError            = "error"             // another read or write error
+	CauseProtocol         = "protocol"          // a line too long or a bad subscribe answer
+	CauseAuthFailed       = "auth_failed"       // mining.authorize refused
+	CauseHandshakeTimeout = "handshake_timeout" // not subscribed and authorized within HandshakeTimeout
+	CauseReconnect        = "reconnect"         // the server sent client.reconnect
+	CauseClosed           = "closed"            // Fleet.Close
+)
+
+// Labels of FleetStats.Rejected beyond the stratum.Reason labels and
+// ReasonPoolRejecting.
+const (
+	LabelResultFalse = "result_false" // answered false without an error
+)
+
+var causes = []string{CauseEOF, CauseReset, CauseTimeout, CauseError, CauseProtocol,
+	CauseAuthFailed, CauseHandshakeTimeout, CauseReconnect, CauseClosed}
+
+// FleetConfig configures a fleet of simulated miners. A zero field takes the
+// default named beside it.
+type FleetConfig struct {
+	Addr                string        // where to connect: a pool or a proxy (required)
+	Miners              int           // number of miners (default 1)
+	SourceAddrs         []string      // local IPs to dial from, by miner index round robin; empty: the kernel's choice
+	User                string        // worker names are User.<index>, index from 0 (DefaultUser)
+	Password            string        // (default "x")
+	UserAgent           string        // sent with mining.subscribe (DefaultUserAgent)
+	VersionRolling      bool          // negotiate BIP310 version rolling, asking for DefaultMinerMask
+	ExtranonceSubscribe bool          // send mining.extranonce.subscribe
+	SuggestDifficulty   float64       // send mining.suggest_difficulty when > 0
+	MaxSharesPerSecond  float64       // per-miner cap; 0: submit every share found
+	Idle                bool          // connect, subscribe, authorize, then only read
+	RampUp              time.Duration // spread the first dials evenly over this long
+	RetryDelay          time.Duration // pause before redialling after a disconnect, ±50% (DefaultRetryDelay)
+	DialTimeout         time.Duration // (DefaultDialTimeout)
+	HandshakeTimeout    time.Duration // subscribe and authorize must be answered within (DefaultHandshakeTimeout)
+	CloseGrace          time.Duration // Close waits up to this for answers to shares in flight (DefaultCloseGrace)
+	Ledger              io.Writer     // one JSON line per submit once it ends (LedgerEntry); nil: none
+	Log                 zerolog.Logger
+}
+
+func (c FleetConfig) withDefaults() (FleetConfig, []net.IP, error) {
+	setDefault(&c.Miners, 1)
+	setDefault(&c.User, DefaultUser)
+	setDefault(&c.Password, "x")
+	setDefault(&c.UserAgent, DefaultUserAgent)
+	setDefault(&c.RetryDelay, DefaultRetryDelay)
+	setDefault(&c.DialTimeout, DefaultDialTimeout)
+	setDefault(&c.HandshakeTimeout, DefaultHandshakeTimeout)
+	setDefault(&c.CloseGrace, DefaultCloseGrace)
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("sim: fleet address %q: %w", c.Addr, err))
+	}
+	if c.Miners < 0 || c.MaxSharesPerSecond < 0 || c.SuggestDifficulty < 0 || c.RampUp < 0 {
+		errs = append(errs, errors.New("sim: miners, rate, suggested difficulty and ramp-up must not be negative"))
+	}
+	var ips []net.IP
+	for _, s := range c.SourceAddrs {
+		ip := net.ParseIP(s)
+		if ip == nil {
+			errs = append(errs, fmt.Errorf("sim: source address %q is not an IP", s))
+		}
+		ips = append(ips, ip)
+	}
+	return c, ips, errors.Join(errs...)
+}
+
+// Fleet is a set of simulated miners, each a real Stratum v1 client on its
+// own TCP connection: it subscribes (optionally after mining.configure for
+// version rolling), authorizes as User.<index>, then hashes. For each job it
+// builds the coinbase with its extranonce1 and an extranonce2 that counts up
+// for the miner's whole life, the merkle root and the header (all through
+// stratum.Job.Header), rolls the nonce (and, when rolling, the version bits
+// within the negotiated mask every 4096 nonces) and submits every header
+// whose double SHA-256 meets the difficulty, at most MaxSharesPerSecond.
+//
+// mining.set_difficulty, mining.set_extranonce and mining.set_version_mask
+// take effect from the next mining.notify, as the protocol intends (a pool
+// sends them before the job they belong to). Every notify, clean or not,
+// replaces the work in hand at once, so clean_jobs abandons old work.
+// client.reconnect closes the connection and dials the given address (or the
+// same one) after the given wait; when that dial fails, the miner goes back
+// to Addr. Any other disconnect is followed by a redial after RetryDelay.
+//
+// Every submit ends in exactly one bucket: accepted, rejected by label
+// (stratum.Reason labels, ReasonPoolRejecting, LabelResultFalse, "other"),
+// lost (the connection ended first) or still pending.
+type Fleet struct {
+	cfg    FleetConfig
+	ips    []net.IP
+	log    zerolog.Logger
+	ledger *ledger
+	start  time.Time
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// submitMu orders submits against Close: a submit registers itself
+	// under the read lock, Close sets stopping under the write lock.
+	submitMu sync.RWMutex
+	stopping bool
+	closed   atomic.Bool
+
+	uaJSON []byte            // the user agent as a JSON string, for client.get_version
+	labels map[reject]string // error code and message to rejection label
+
+	st  fleetCounters
+	lat latencyHist
+}
+
+// reject is an error answer as a miner reads it.
+type reject struct {
+	code int
+	msg  string
+}
+
+// rejectLabels maps each stratum.Reason's (code, message) to its label, and
+// the pool's FaultReject answer to ReasonPoolRejecting. Pairs shared by
+// several reasons are left out: rejectLabel falls back on the code.
+func rejectLabels() map[reject]string {
+	m := map[reject]string{}
+	seen := map[reject]int{}
+	for _, r := range stratum.Reasons() {
+		k := reject{r.Code(), r.Message()}
+		m[k] = r.String()
+		seen[k]++
+	}
+	for k, n := range seen {
+		if n > 1 {
+			delete(m, k)
+		}
+	}
+	m[reject{stratum.CodeOther, "Pool rejecting"}] = ReasonPoolRejecting
+	return m
+}
+
+// rejectLabel names an error answer: by exact code and message first, then
+// by code alone, "other" when neither is known.
+func (f *Fleet) rejectLabel(code int, msg string) string {
+	if l, ok := f.labels[reject{code, msg}]; ok {
+		return l
+	}
+	switch code {
+	case stratum.CodeJobNotFound:
+		return stratum.ReasonUnknownJob.String()
+	case stratum.CodeDuplicate:
+		return stratum.ReasonDuplicate.String()
+	case stratum.CodeLowDifficulty:
+		return stratum.ReasonLowDifficulty.String()
+	case stratum.CodeUnauthorized:
+		return stratum.ReasonNotAuthorized.String()
+	case stratum.CodeNotSubscribed:
+		return stratum.ReasonNotSubscribed.String()
+	}
+	return labelOther
+}
+
+type fleetCounters struct {
+	up, ready, pending                       atomic.Int64
+	dials, dialErrors, reconnects            atomic.Uint64
+	submits, accepted, lost, malformed, jobs atomic.Uint64
+	rejected, disconnects                    reasonCounters
+	acceptedDiff                             atomicFloat
+}
+
+// StartFleet starts cfg.Miners miners and returns at once; they dial in
+// the background (spread over RampUp). They stop when ctx is done or on
+// Close.
+func StartFleet(ctx context.Context, cfg FleetConfig) (*Fleet, error) {
+	cfg, ips, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	f := &Fleet{
+		cfg:    cfg,
+		ips:    ips,
+		log:    cfg.Log.With().Str("component", "simfleet").Logger(),
+		ledger: newLedger(cfg.Ledger),
+		start:  time.Now(),
+		ctx:    ctx,
+		cancel: cancel,
+	}
+	f.uaJSON, _ = json.Marshal(cfg.UserAgent) // a string always marshals
+	f.labels = rejectLabels()
+	f.st.rejected = newReasonCounters(ReasonPoolRejecting, LabelResultFalse)
+	f.st.disconnects = reasonCounters{}
+	for _, c := range causes {
+		f.st.disconnects[c] = new(atomic.Uint64)
+	}
+	f.st.disconnects[labelOther] = new(atomic.Uint64)
+	f.wg.Add(cfg.Miners)
+	for i := range cfg.Miners {
+		m := &miner{f: f, idx: i, worker: cfg.User + "." + strconv.Itoa(i), addr: cfg.Addr}
+		if len(ips) > 0 {
+			m.local = &net.TCPAddr{IP: ips[i%len(ips)]}
+		}
+		var delay time.Duration
+		if cfg.Miners > 1 {
+			delay = cfg.RampUp * time.Duration(i) / time.Duration(cfg.Miners)
+		}
+		go m.run(delay)
+	}
+	f.log.Info().Int("miners", cfg.Miners).Str("remote", cfg.Addr).Msg("fleet started")
+	return f, nil
+}
+
+// beginSubmit registers a submit unless the fleet is stopping.
+func (f *Fleet) beginSubmit() bool {
+	f.submitMu.RLock()
+	defer f.submitMu.RUnlock()
+	if f.stopping {
+		return false
+	}
+	f.st.pending.Add(1)
+	f.st.submits.Add(1)
+	return true
+}
+
+// Close stops submitting, waits up to CloseGrace for the answers to shares
+// in flight, then closes every connection and waits for every miner
+// goroutine. Shares still unanswered are counted as lost ("closed").
+func (f *Fleet) Close() error {
+	if f.closed.Swap(true) {
+		f.wg.Wait()
+		return nil
+	}
+	f.submitMu.Lock()
+	f.stopping = true
+	f.submitMu.Unlock()
+	deadline := time.Now().Add(f.cfg.CloseGrace)
+	for f.st.pending.Load() > 0 && time.Now().Before(deadline) && f.ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
+	f.cancel()
+	f.wg.Wait()
+	f.log.Info().Str("stats", f.Stats().String()).Msg("fleet stopped")
+	return f.ledger.err()
+}
+
+// FleetStats is a snapshot of a fleet's counters. Taken while shares flow,
+// each counter is exact but they are not from one instant; after Close:
+// Submits == Accepted + Σ Rejected + Lost + Pending, with Pending 0.
+type FleetStats struct {
+	Elapsed            time.Duration     `json:"elapsed_ns"`
+	Miners             int               `json:"miners"`
+	Up                 int64             `json:"up"`    // TCP connections open now
+	Ready              int64             `json:"ready"` // of which subscribed and authorized
+	Dials              uint64            `json:"dials"`
+	DialErrors         uint64            `json:"dial_errors"`
+	Disconnects        map[string]uint64 `json:"disconnects"` // by cause, non-zero only
+	Reconnects         uint64            `json:"reconnects"`  // client.reconnect honoured
+	Jobs               uint64            `json:"jobs"`        // mining.notify received
+	Submits            uint64            `json:"submits"`
+	Accepted           uint64            `json:"accepted"`
+	Rejected           map[string]uint64 `json:"rejected"` // by label, non-zero only
+	Lost               uint64            `json:"lost"`     // connection ended before the answer
+	Pending            int64             `json:"pending"`  // awaiting an answer now
+	AcceptedDifficulty float64           `json:"accepted_difficulty"`
+	Malformed          uint64            `json:"malformed"` // lines received that could not be used
+	Latency            LatencyStats      `json:"latency"`   // submit to answer
+	SharesPerSecond    float64           `json:"shares_per_second"`
+}
+
+// RejectedTotal returns Σ Rejected.
+func (s FleetStats) RejectedTotal() uint64 { return sumCounts(s.Rejected) }
+
+// String formats s on one line.
+func (s FleetStats) String() string {
+	return fmt.Sprintf("t=%s up=%d/%d ready=%d dials=%d disconnects=%d%s reconnects=%d jobs=%d submits=%d accepted=%d rejected=%d%s lost=%d pending=%d malformed=%d shares/s=%.1f latency %s",
+		s.Elapsed.Round(time.Second), s.Up, s.Miners, s.Ready, s.Dials,
+		sumCounts(s.Disconnects), formatCounts(s.Disconnects), s.Reconnects, s.Jobs,
+		s.Submits, s.Accepted, s.RejectedTotal(), formatCounts(s.Rejected), s.Lost, s.Pending,
+		s.Malformed, s.SharesPerSecond, s.Latency)
+}
+
+// Stats returns a snapshot of f's counters. SharesPerSecond is accepted
+// shares over the fleet's whole life; rates over an interval come from two
+// snapshots.
+func (f *Fleet) Stats() FleetStats {
+	s := FleetStats{
+		Elapsed:            time.Since(f.start),
+		Miners:             f.cfg.Miners,
+		Up:                 f.st.up.Load(),
+		Ready:              f.st.ready.Load(),
+		Dials:              f.st.dials.Load(),
+		DialErrors:         f.st.dialErrors.Load(),
+		Disconnects:        f.st.disconnects.snapshot(),
+		Reconnects:         f.st.reconnects.Load(),
+		Jobs:               f.st.jobs.Load(),
+		Submits:            f.st.submits.Load(),
+		Accepted:           f.st.accepted.Load(),
+		Rejected:           f.st.rejected.snapshot(),
+		Lost:               f.st.lost.Load(),
+		Pending:            f.st.pending.Load(),
+		AcceptedDifficulty: f.st.acceptedDiff.Load(),
+		Malformed:          f.st.malformed.Load(),
+		Latency:            f.lat.snapshot(),
+	}
+	if sec := s.Elapsed.Seconds(); sec > 0 {
+		s.SharesPerSecond = float64(s.Accepted) / sec
+	}
+	return s
+}
+
+// jitter returns d scaled by a random factor in [0.5, 1.5).
+func jitter(d time.Duration) time.Duration {
+	return d/2 + time.Duration(rand.Int64N(int64(d)+1))
+}

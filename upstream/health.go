@@ -1,0 +1,262 @@
+package upstream
+
+import (
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"switchyard/stratum"
+)
+
+// State is where a Session stands with its pool. String() is also its
+// metric label.
+//
+// The transitions, with the reason reported to Handler.SessionState:
+//
+//	down        → connecting   Run dials ("dial")
+//	connecting  → handshaking  TCP (SOCKS5, TLS) up ("connected")
+//	connecting  → down         dial failed ("dial: connection refused", "dial: i/o timeout", …)
+//	handshaking → live         subscribed, authorized, configure answered or given
+//	                           up on, and a first job in ("authorized")
+//	handshaking → down         a subscribe or authorize answer later than
+//	                           SubmitTimeout ("handshake timeout"); no job
+//	                           JobTimeout after authorize ("job_timeout");
+//	                           "unauthorized"; "subscribe refused"; …
+//	live        → suspect      a submit unanswered after SubmitTimeout
+//	                           ("submit_timeout"); no job for JobTimeout
+//	                           ("job_timeout"); reject ratio over the window
+//	                           above MaxRejectRatio ("rejecting")
+//	suspect     → live         every cause cleared: a timely submit answer
+//	                           ("submit_answered"), a job ("job_received")
+//	suspect     → down         no timely submit answer SubmitTimeout after
+//	                           turning suspect ("submit_timeout"); no job for
+//	                           1.5×JobTimeout ("job_timeout"); rejecting and
+//	                           the submits in flight answered, or
+//	                           SubmitTimeout passed ("rejecting")
+//	live/suspect → down        "eof", "read: connection reset by peer",
+//	                           "line too long", "write: …", "reconnect"
+//	                           (client.reconnect), "malformed: …" (5 bad
+//	                           lines in a row), "stopped" (Run's context)
+//
+// Submit is accepted in live and suspect only. Down always resolves every
+// pending submit as lost (ReasonUpstreamDown) and is followed by a redial
+// after the backoff.
+type State uint8
+
+// The states of a Session. A Session that has not run yet is StateDown.
+const (
+	StateConnecting  State = iota + 1 // dialing
+	StateHandshaking                  // connected: subscribe, configure, authorize, first job
+	StateLive                         // authorized, jobs flowing, submits answered
+	StateSuspect                      // still connected, but something is late or wrong
+	StateDown                         // no usable connection; redial pending
+)
+
+var stateNames = [...]string{
+	StateConnecting:  "connecting",
+	StateHandshaking: "handshaking",
+	StateLive:        "live",
+	StateSuspect:     "suspect",
+	StateDown:        "down",
+}
+
+// String returns the state's metric label, e.g. "live".
+func (st State) String() string {
+	if st >= StateConnecting && st <= StateDown {
+		return stateNames[st]
+	}
+	return "state(" + strconv.Itoa(int(st)) + ")"
+}
+
+// States lists every state in declaration order (for metric labels).
+func States() []State {
+	return []State{StateConnecting, StateHandshaking, StateLive, StateSuspect, StateDown}
+}
+
+// healthTick is how often a connection's health is checked: a tenth of the
+// shorter timeout, within [5ms, 250ms], so a timeout is noticed at most 10%
+// late.
+func healthTick(submitTimeout, jobTimeout time.Duration) time.Duration {
+	d := min(submitTimeout, jobTimeout) / 10
+	return min(max(d, 5*time.Millisecond), 250*time.Millisecond)
+}
+
+// check runs the timed health rules. s.mu is held.
+func (c *conn) check(now time.Time) {
+	s := c.s
+	st := s.opts.SubmitTimeout
+	switch s.State() {
+	case StateHandshaking:
+		switch {
+		case !c.subscribed && now.Sub(c.subSent) >= st:
+			s.log.Warn().Str("step", "subscribe").Msg("handshake timeout")
+			c.fail("handshake timeout")
+			return
+		case c.authID != 0 && !c.authorized && now.Sub(c.authSent) >= st:
+			s.log.Warn().Str("step", "authorize").Msg("handshake timeout")
+			c.fail("handshake timeout")
+			return
+		case c.authorized && c.pendingJob == nil && now.Sub(c.authorizedAt) >= s.opts.JobTimeout:
+			c.fail("job_timeout")
+			return
+		}
+		if !c.cfgDone && now.Sub(c.cfgSent) >= st {
+			// A pool that does not know mining.configure may say nothing:
+			// no rolling, and the handshake goes on.
+			c.cfgDone = true
+			c.mask = 0
+			s.log.Info().Msg("mining.configure unanswered: no version rolling")
+			c.tryLive()
+		}
+	case StateLive, StateSuspect:
+		c.checkSubmits(now)
+		if !c.failed {
+			c.checkJobs(now)
+		}
+		if !c.failed && !c.rejectingAt.IsZero() && (len(s.pending) == 0 || now.Sub(c.rejectingAt) >= st) {
+			c.fail("rejecting")
+		}
+	}
+}
+
+// checkSubmits resolves submits older than SubmitTimeout as lost, turns
+// suspect on the first, and down when no timely answer followed for
+// another SubmitTimeout.
+func (c *conn) checkSubmits(now time.Time) {
+	s := c.s
+	st := s.opts.SubmitTimeout
+	expired := 0
+	for id, p := range s.pending {
+		if now.Sub(p.sent) >= st {
+			delete(s.pending, id)
+			s.result(&p.sub, stratum.ReasonSubmitTimeout, 0, "", 0)
+			expired++
+		}
+	}
+	if expired > 0 {
+		s.log.Warn().Int("shares", expired).Float64("elapsed_s", st.Seconds()).Msg("pool did not answer submits in time")
+		if c.submitSuspectAt.IsZero() {
+			c.submitSuspectAt = now
+			s.setState(StateSuspect, "submit_timeout")
+		}
+	}
+	if !c.submitSuspectAt.IsZero() && now.Sub(c.submitSuspectAt) >= st {
+		c.fail("submit_timeout")
+	}
+}
+
+// checkJobs turns suspect after JobTimeout without a notify and down after
+// half as long again.
+func (c *conn) checkJobs(now time.Time) {
+	s := c.s
+	jt := s.opts.JobTimeout
+	silent := now.Sub(c.lastJobAt)
+	switch {
+	case silent >= jt+jt/2:
+		s.log.Warn().Float64("elapsed_s", silent.Seconds()).Msg("no job from pool")
+		c.fail("job_timeout")
+	case silent >= jt && c.jobSuspectAt.IsZero():
+		c.jobSuspectAt = now
+		s.log.Warn().Float64("elapsed_s", silent.Seconds()).Msg("no job from pool")
+		s.setState(StateSuspect, "job_timeout")
+	}
+}
+
+// answered updates health after a timely submit answer. s.mu is held.
+func (c *conn) answered(rejected bool, now time.Time) {
+	s := c.s
+	if s.opts.RejectWindow > 0 {
+		s.rejects.add(rejected)
+		if c.rejectingAt.IsZero() && s.rejects.over(s.opts.MaxRejectRatio) {
+			c.rejectingAt = now
+			s.log.Warn().Int("rejected", s.rejects.rejected).Int("window", s.rejects.n).Msg("pool rejecting shares")
+			s.setState(StateSuspect, "rejecting")
+		}
+	}
+	if !c.submitSuspectAt.IsZero() {
+		c.submitSuspectAt = time.Time{}
+		c.maybeLive("submit_answered")
+	}
+}
+
+// maybeLive returns from suspect to live when no cause is left.
+func (c *conn) maybeLive(reason string) {
+	if c.submitSuspectAt.IsZero() && c.jobSuspectAt.IsZero() && c.rejectingAt.IsZero() && c.s.State() == StateSuspect {
+		c.s.setState(StateLive, reason)
+	}
+}
+
+// rejectWindow counts rejections over the last n answered submits.
+type rejectWindow struct {
+	ring     []bool
+	n        int // answers in the ring, up to len(ring)
+	next     int
+	rejected int
+}
+
+func (w *rejectWindow) init(size int) { w.ring = make([]bool, size) }
+
+func (w *rejectWindow) reset() {
+	clear(w.ring)
+	w.n, w.next, w.rejected = 0, 0, 0
+}
+
+func (w *rejectWindow) add(rejected bool) {
+	if len(w.ring) == 0 {
+		return
+	}
+	if w.n == len(w.ring) {
+		if w.ring[w.next] {
+			w.rejected--
+		}
+	} else {
+		w.n++
+	}
+	w.ring[w.next] = rejected
+	if rejected {
+		w.rejected++
+	}
+	w.next = (w.next + 1) % len(w.ring)
+}
+
+// over reports whether the window is full and its reject ratio is above
+// maxRatio.
+func (w *rejectWindow) over(maxRatio float64) bool {
+	return len(w.ring) > 0 && w.n == len(w.ring) && float64(w.rejected)/float64(w.n) > maxRatio
+}
+
+// backoff is capped exponential backoff with "equal jitter": each delay is
+// between half and all of the current base, which starts at min and
+// doubles up to max.
+type backoff struct {
+	min, max, base time.Duration
+}
+
+func newBackoff(lo, hi time.Duration) *backoff { return &backoff{min: lo, max: hi} }
+
+// next returns the delay before the next attempt and doubles the base.
+func (b *backoff) next() time.Duration {
+	d := b.base
+	if d == 0 {
+		d = b.min
+	}
+	b.base = min(d*2, b.max)
+	return jitter(d)
+}
+
+// fail jumps to the longest delay (a refused authorization will not fix
+// itself in a second) and returns it.
+func (b *backoff) fail() time.Duration {
+	b.base = b.max
+	return b.next()
+}
+
+// reset starts again from min, after a connection that was live for long.
+func (b *backoff) reset() { b.base = 0 }
+
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2+1)
+}

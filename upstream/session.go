@@ -1,0 +1,514 @@
+// Package upstream keeps switchyard's connections to its pools: one Session
+// per pool (dial, Stratum handshake, job feed, submits with timeouts and
+// answers) with its health state machine, and the ranked selector that picks
+// the pool miners work for.
+//
+// A Session is a Stratum v1 client. Run dials the pool (through a bound
+// address, an interface, a SOCKS5 proxy and/or TLS, see Pool), sends
+// mining.configure (version rolling), mining.subscribe and mining.authorize,
+// then reads jobs and answers until the connection fails, and redials with
+// backoff until its context ends. Everything it learns reaches the caller
+// through a Handler: state changes, jobs and exactly one Result per accepted
+// Submit.
+//
+// Health (see State and health.go): EOF or a reset is down at once; a
+// submit unanswered for SubmitTimeout is suspect, and still no timely answer
+// for another SubmitTimeout is down; no mining.notify for JobTimeout is
+// suspect and for 1.5×JobTimeout down; a reject ratio above MaxRejectRatio
+// is suspect, then down once the submits in flight are answered. TCP
+// keepalive and TCP_USER_TIMEOUT catch silent blackholes when no shares
+// flow.
+package upstream
+
+import (
+	"context"
+	"errors"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"switchyard/stratum"
+)
+
+// DefaultVersionMask is the BIP310 version-rolling mask to ask pools for:
+// the 16 bits from 13 to 28 that ASICBoost miners roll. Pass it as
+// Options.VersionMask; the zero Options does not negotiate rolling.
+const DefaultVersionMask uint32 = 0x1fffe000
+
+// Defaults applied by NewSession to zero Options fields.
+const (
+	DefaultDialTimeout   = 10 * time.Second
+	DefaultSubmitTimeout = 3 * time.Second
+	DefaultJobTimeout    = 120 * time.Second
+	DefaultKeepalive     = 10 * time.Second
+	DefaultUserTimeout   = 30 * time.Second
+	DefaultBackoffMin    = time.Second
+	DefaultBackoffMax    = time.Minute
+	DefaultQueueLen      = 4096
+)
+
+// Errors returned by Session.Submit. A Submit that returns one of them gets
+// no Result.
+var (
+	ErrNotLive       = errors.New("upstream: session not live")
+	ErrQueueFull     = errors.New("upstream: submit queue full")
+	ErrInvalidSubmit = errors.New("upstream: invalid submit")
+)
+
+// Pool is what a Session needs to know about its pool. The caller maps its
+// configuration to it.
+type Pool struct {
+	// Name identifies the pool in logs and metric labels.
+	Name string
+	// URL is stratum+tcp://host:port, or stratum+ssl://host:port or
+	// stratum+tls://host:port for TLS.
+	URL string
+	// User is the account (and worker) the session authorizes as; Submits
+	// with an empty Worker are sent under it.
+	User string
+	// Password goes with User in mining.authorize. It is never logged.
+	Password string
+	// Bind is the local source IP to dial from; "" lets the kernel choose.
+	Bind string
+	// Interface is the network interface to dial through (SO_BINDTODEVICE,
+	// Linux; needs CAP_NET_RAW).
+	Interface string
+	// SOCKS5 is the host:port of a SOCKS5 proxy (no authentication) to
+	// reach the pool through; the pool's host name is resolved by the proxy.
+	SOCKS5 string
+	// TLSSkipVerify accepts any certificate chain and host name.
+	TLSSkipVerify bool
+	// TLSCAFile is a PEM file of CAs trusted in addition to the system roots.
+	TLSCAFile string
+	// TLSPinSHA256 is the hex SHA-256 of the pool certificate's
+	// SubjectPublicKeyInfo (colons between hex pairs allowed). When set, the
+	// pin replaces chain and host name verification: a pinned self-signed
+	// certificate is accepted, any other key is refused, also with
+	// TLSSkipVerify.
+	TLSPinSHA256 string
+}
+
+// Options tune a Session. Zero durations and sizes take the Default*
+// values; VersionMask, MaxRejectRatio, RejectWindow and MinExtranonce2Size
+// are off when zero.
+type Options struct {
+	// DialTimeout bounds one connection attempt as a whole: TCP connect
+	// (also to a dark address), the SOCKS5 exchange and the TLS handshake.
+	DialTimeout time.Duration
+	// SubmitTimeout is how long the pool has to answer a submit, and each
+	// handshake request.
+	SubmitTimeout time.Duration
+	// JobTimeout is how long the pool may go without a mining.notify before
+	// the session is suspect (and down after half as long again).
+	JobTimeout time.Duration
+	// Keepalive is the TCP keepalive idle time and probe interval (3
+	// probes); negative disables keepalive.
+	Keepalive time.Duration
+	// UserTimeout is TCP_USER_TIMEOUT: how long written data may stay
+	// unacknowledged before the kernel drops the connection; negative
+	// leaves the kernel default.
+	UserTimeout time.Duration
+	// BackoffMin and BackoffMax bound the redial delay: it doubles after
+	// each failed connection, with jitter, and starts again from BackoffMin
+	// after a connection that was live for at least BackoffMax.
+	BackoffMin, BackoffMax time.Duration
+	// VersionMask is the version-rolling mask asked for with
+	// mining.configure (DefaultVersionMask); 0 sends no mining.configure.
+	VersionMask uint32
+	// MinExtranonce2Size refuses pools whose extranonce2 is smaller (the
+	// caller needs room for its per-miner prefix); 0 accepts any size.
+	MinExtranonce2Size int
+	// MaxRejectRatio and RejectWindow: when more than MaxRejectRatio of the
+	// last RejectWindow answered submits were rejected, the session is not
+	// live. Either zero disables the check.
+	MaxRejectRatio float64
+	RejectWindow   int
+	// QueueLen is the capacity of the submit queue.
+	QueueLen int
+	// UserAgent is sent with mining.subscribe and answers
+	// client.get_version; default "switchyard/<module version>".
+	UserAgent string
+	// Log receives the session's log lines; the zero Logger discards them.
+	Log zerolog.Logger
+	// Now replaces time.Now for timestamps (Job.Received, RTT, timeouts).
+	Now func() time.Time
+}
+
+// Handler receives a Session's events. Calls for one Session are made one
+// at a time, in the order the events happened, with the Session's lock held:
+// methods must return quickly and must not block. They may call the
+// Session's methods (State, Current, Extranonce, Submit, Authorize, …).
+// Pointers passed to a Handler are valid only during the call, except *Job,
+// which is immutable and may be kept.
+type Handler interface {
+	// SessionState reports every change of state, with a short reason
+	// such as "dial: connection refused", "eof", "submit_timeout",
+	// "job_timeout", "rejecting", "handshake timeout" or "unauthorized".
+	SessionState(s *Session, st State, reason string)
+	// SessionJob delivers a new job. The first job of a connection is
+	// delivered just before the SessionState(StateLive) that it enables;
+	// later ones as they arrive, while live or suspect.
+	SessionJob(s *Session, j *Job)
+	// SessionResult ends a Submit: accepted, rejected by the pool, or lost.
+	// It is called exactly once for every Submit that returned nil.
+	SessionResult(s *Session, r *Result)
+}
+
+// Job is one pool job with everything a proxy needs to re-issue it. A Job
+// is never changed after it is delivered.
+type Job struct {
+	Notify          *stratum.Notify // as the pool sent it
+	Job             *stratum.Job    // stratum.NewJob(Notify), validated
+	Difficulty      float64         // pool difficulty for shares of this job: the last set_difficulty before the notify (1 if none)
+	Extranonce1     []byte          // the connection's extranonce1 for this job; do not modify
+	Extranonce2Size int             // the pool's extranonce2 size, bytes
+	VersionMask     uint32          // version-rolling mask agreed with the pool; 0: no rolling
+	Received        time.Time
+}
+
+// Submit is one share to forward. It is a value: Session.Submit copies it,
+// so the caller may reuse it at once.
+type Submit struct {
+	Ticket         uint64 // the caller's id, returned in the Result
+	Worker         string // worker name for the pool; "" sends Pool.User
+	JobID          string
+	Extranonce2    [stratum.MaxExtranonce2Size]byte // the full extranonce2 (prefix ‖ pad ‖ miner's) in its first Extranonce2Len bytes
+	Extranonce2Len uint8
+	NTime          uint32
+	Nonce          uint32
+	Version        uint32 // rolled version bits, sent when HasVersion
+	HasVersion     bool
+	Difficulty     float64 // the pool difficulty the share was checked against, for the caller's accounting
+}
+
+// Result is the outcome of one Submit.
+type Result struct {
+	Submit
+	Accepted bool
+	// Reason is ReasonNone when accepted, ReasonPoolRejected when the pool
+	// refused the share, ReasonSubmitTimeout when it did not answer in
+	// time, ReasonUpstreamDown when the connection ended first (or the share
+	// never left the queue).
+	Reason stratum.Reason
+	// Code and Message are the pool's error when it rejected the share;
+	// zero and "" when it answered false without an error, or the share
+	// was lost.
+	Code    int
+	Message string
+	// RTT is the time from writing the submit to its answer; zero when lost.
+	RTT time.Duration
+}
+
+// Session is one Stratum v1 client connection to one pool, redialed as
+// needed by Run. Its methods are safe for concurrent use.
+//
+// Invariant: every Submit that returns nil is answered by exactly one
+// Handler.SessionResult — when the pool answers, when SubmitTimeout passes
+// (ReasonSubmitTimeout), or when the connection or Run ends with it still
+// queued or in flight (ReasonUpstreamDown). Late answers are logged and
+// dropped.
+type Session struct {
+	pool Pool
+	lane int
+	opts Options
+	h    Handler
+	log  zerolog.Logger
+	now  func() time.Time
+
+	ep    endpoint
+	tls   *tlsSetup
+	setup error // a Pool problem found by NewSession; every dial fails with it
+
+	tick        time.Duration // health check period
+	stableAfter time.Duration // live this long resets the backoff
+
+	queue    chan Submit
+	authKick chan struct{} // Authorize → writer: names to send
+
+	// qmu orders Submit (read side) against state changes (write side),
+	// so no Submit is queued after the session went down and drained it.
+	qmu     sync.RWMutex
+	state   atomic.Uint32 // State
+	current atomic.Pointer[Job]
+	en      atomic.Pointer[extranonce]
+	nextID  atomic.Uint64 // request ids, never reused by the session
+	running atomic.Bool
+
+	// mu guards the fields below and the current conn's state; Handler
+	// methods are called with it held.
+	mu      sync.Mutex
+	pending map[uint64]pendingSubmit
+	rejects rejectWindow
+	res     Result // reused for SessionResult: no allocation per answer
+
+	// wmu guards the extra worker names (lock order: mu, then wmu).
+	wmu       sync.Mutex
+	workers   map[string]*workerAuth
+	workerIDs map[uint64]string
+}
+
+type extranonce struct {
+	en1  []byte
+	size int
+}
+
+type pendingSubmit struct {
+	sub  Submit
+	sent time.Time
+}
+
+type workerAuth struct {
+	conn uint64 // connection serial it was last sent on; 0: never
+	id   uint64
+}
+
+// NewSession returns a Session for pool p. lane is the caller's index for
+// it (the ranked position), kept for Lane and logs. h must not be nil.
+// Nothing happens until Run.
+func NewSession(p Pool, lane int, opts Options, h Handler) *Session {
+	setDefaults(&opts)
+	s := &Session{
+		pool:      p,
+		lane:      lane,
+		opts:      opts,
+		h:         h,
+		now:       opts.Now,
+		queue:     make(chan Submit, opts.QueueLen),
+		authKick:  make(chan struct{}, 1),
+		pending:   make(map[uint64]pendingSubmit),
+		workers:   make(map[string]*workerAuth),
+		workerIDs: make(map[uint64]string),
+	}
+	s.log = opts.Log.With().Str("component", "upstream").Str("pool", p.Name).Int("lane", lane).Logger()
+	s.tick = healthTick(opts.SubmitTimeout, opts.JobTimeout)
+	s.stableAfter = opts.BackoffMax
+	s.rejects.init(opts.RejectWindow)
+	s.state.Store(uint32(StateDown))
+	s.ep, s.setup = parseURL(p.URL)
+	if s.setup == nil && s.ep.tls {
+		s.tls, s.setup = newTLSSetup(p)
+	}
+	return s
+}
+
+func setDefaults(o *Options) {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&o.DialTimeout, DefaultDialTimeout)
+	def(&o.SubmitTimeout, DefaultSubmitTimeout)
+	def(&o.JobTimeout, DefaultJobTimeout)
+	def(&o.Keepalive, DefaultKeepalive)
+	def(&o.UserTimeout, DefaultUserTimeout)
+	def(&o.BackoffMin, DefaultBackoffMin)
+	def(&o.BackoffMax, DefaultBackoffMax)
+	if o.BackoffMax < o.BackoffMin {
+		o.BackoffMax = o.BackoffMin
+	}
+	if o.QueueLen <= 0 {
+		o.QueueLen = DefaultQueueLen
+	}
+	if o.MaxRejectRatio <= 0 || o.RejectWindow <= 0 {
+		o.MaxRejectRatio, o.RejectWindow = 0, 0
+	}
+	if o.UserAgent == "" {
+		o.UserAgent = "switchyard/" + moduleVersion()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+func moduleVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// Pool returns the pool the session was made for.
+func (s *Session) Pool() Pool { return s.pool }
+
+// Lane returns the index given to NewSession.
+func (s *Session) Lane() int { return s.lane }
+
+// State returns the session's current state.
+func (s *Session) State() State { return State(s.state.Load()) }
+
+// Current returns the latest job of the current connection, or nil when
+// the session is not live or suspect.
+func (s *Session) Current() *Job { return s.current.Load() }
+
+// Extranonce returns the extranonce1 and extranonce2 size of the last
+// mining.subscribe answer or valid mining.set_extranonce (nil, 0 before
+// the first). en1 must not be modified.
+func (s *Session) Extranonce() (en1 []byte, en2Size int) {
+	if e := s.en.Load(); e != nil {
+		return e.en1, e.size
+	}
+	return nil, 0
+}
+
+// Submit queues sub for the pool without blocking. It returns ErrNotLive
+// unless the session is live or suspect, ErrQueueFull when the queue is
+// full and ErrInvalidSubmit for an empty job id or an extranonce2 longer
+// than the array; otherwise the session owes exactly one SessionResult for
+// it. It does not allocate.
+func (s *Session) Submit(sub *Submit) error {
+	if sub.JobID == "" || int(sub.Extranonce2Len) > len(sub.Extranonce2) {
+		return ErrInvalidSubmit
+	}
+	s.qmu.RLock()
+	defer s.qmu.RUnlock()
+	if st := s.State(); st != StateLive && st != StateSuspect {
+		return ErrNotLive
+	}
+	select {
+	case s.queue <- *sub:
+		return nil
+	default:
+		return ErrQueueFull
+	}
+}
+
+// Authorize adds a worker name to authorize with the pool (per-worker
+// mode). Each name is sent once per connection, after the pool user's own
+// authorization, and again after every reconnect; repeated calls with the
+// same name, "" and Pool.User do nothing. The pool's answers are logged.
+func (s *Session) Authorize(worker string) {
+	if worker == "" || worker == s.pool.User {
+		return
+	}
+	s.wmu.Lock()
+	_, known := s.workers[worker]
+	if !known {
+		s.workers[worker] = &workerAuth{}
+	}
+	s.wmu.Unlock()
+	if !known {
+		select {
+		case s.authKick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Run connects to the pool and keeps the session going until ctx is done:
+// dial, handshake, read jobs and answers; on any failure it reports the
+// state, resolves pending submits as lost, waits (backoff with jitter, or
+// the pool's client.reconnect wait) and redials. When ctx is done it closes
+// the connection, resolves what is pending as ReasonUpstreamDown, reports
+// StateDown ("stopped") and returns. Run may be called once.
+func (s *Session) Run(ctx context.Context) {
+	if !s.running.CompareAndSwap(false, true) {
+		s.log.Error().Msg("Session.Run called twice")
+		return
+	}
+	bo := newBackoff(s.opts.BackoffMin, s.opts.BackoffMax)
+	redirect := "" // host:port from client.reconnect, for the next dial only
+	for ctx.Err() == nil {
+		addr := s.ep.addr()
+		if redirect != "" {
+			addr, redirect = redirect, ""
+		}
+		s.setStateLocked(StateConnecting, "dial")
+		raw, nc, err := s.dial(ctx, addr)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			reason := "dial: " + shortErr(err)
+			s.log.Warn().Str("remote", addr).Str("reason", reason).Msg("pool dial failed")
+			s.setStateLocked(StateDown, reason)
+			if !sleepCtx(ctx, bo.next()) {
+				break
+			}
+			continue
+		}
+		s.log.Info().Str("remote", addr).Msg("pool connected")
+		out := s.serve(ctx, raw, nc)
+		if ctx.Err() != nil {
+			break
+		}
+		if out.liveFor >= s.stableAfter {
+			bo.reset()
+		}
+		wait := bo.next()
+		switch {
+		case out.unauthorized:
+			wait = bo.fail() // straight to the longest delay
+		case out.reconnect != nil:
+			redirect = out.reconnect.addr
+			wait = max(wait, out.reconnect.wait)
+		}
+		s.log.Info().Str("reason", out.reason).Float64("elapsed_s", out.liveFor.Seconds()).
+			Float64("retry_in_s", wait.Seconds()).Msg("pool connection ended")
+		if !sleepCtx(ctx, wait) {
+			break
+		}
+	}
+	s.mu.Lock()
+	s.setState(StateDown, "stopped")
+	s.resolveAll(stratum.ReasonUpstreamDown)
+	s.mu.Unlock()
+}
+
+// setState records st and reports it when it changed. s.mu must be held.
+func (s *Session) setState(st State, reason string) {
+	if s.State() == st {
+		return
+	}
+	s.qmu.Lock()
+	s.state.Store(uint32(st))
+	s.qmu.Unlock()
+	if st != StateLive && st != StateSuspect {
+		s.current.Store(nil)
+	}
+	s.h.SessionState(s, st, reason)
+}
+
+func (s *Session) setStateLocked(st State, reason string) {
+	s.mu.Lock()
+	s.setState(st, reason)
+	s.mu.Unlock()
+}
+
+// result reports one Submit's outcome. s.mu must be held.
+func (s *Session) result(sub *Submit, reason stratum.Reason, code int, msg string, rtt time.Duration) {
+	s.res = Result{Submit: *sub, Accepted: reason == stratum.ReasonNone, Reason: reason, Code: code, Message: msg, RTT: rtt}
+	s.h.SessionResult(s, &s.res)
+}
+
+// resolveAll ends every submit in flight or still queued with reason.
+// The state must already be neither live nor suspect, so that nothing can
+// be queued behind the drain. s.mu must be held.
+func (s *Session) resolveAll(reason stratum.Reason) {
+	for id, p := range s.pending {
+		delete(s.pending, id)
+		s.result(&p.sub, reason, 0, "", 0)
+	}
+	for {
+		select {
+		case sub := <-s.queue:
+			s.result(&sub, reason, 0, "", 0)
+		default:
+			return
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
