@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"sync"
 	"time"
 
@@ -53,8 +52,15 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, version 
 		cancel()
 		return nil, err
 	}
+	for _, p := range pools {
+		met.InitPool(p.Name)
+	}
 	f := cfg.Failover
-	a.Proxy = proxy.New(ProxyOptions(cfg, log, met, version), nil)
+	popts := ProxyOptions(cfg, log, met, version)
+	if cfg.Metrics.PerWorker {
+		popts.Workers = metrics.NewWorkers(reg, 0)
+	}
+	a.Proxy = proxy.New(popts, nil)
 	a.Pools = upstream.NewManager(pools, upstream.ManagerOptions{
 		Session: upstream.Options{
 			DialTimeout:    f.DialTimeout.Duration(),
@@ -109,12 +115,10 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, version 
 			BasicAuthUser:     m.BasicAuthUser,
 			BasicAuthPassword: m.BasicAuthPassword,
 		})
-		srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
-			go func() { <-ctx.Done(); _ = srv.Close() }()
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := metrics.Serve(ctx, ln, h); err != nil {
 				log.Error().Err(err).Msg("metrics server stopped")
 			}
 		}()

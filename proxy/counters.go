@@ -47,8 +47,8 @@ type poolCounters struct {
 	blocks        prometheus.Counter
 }
 
-func newCounters(m *metrics.Metrics) counters {
-	c := counters{met: m, pools: map[string]*poolCounters{}}
+func (c *counters) init(m *metrics.Metrics) {
+	c.met, c.pools = m, map[string]*poolCounters{}
 	c.shares.accepted = m.Shares.WithLabelValues("accepted", "")
 	for _, r := range stratum.Reasons() {
 		c.shares.rejected[r] = m.Shares.WithLabelValues("rejected", r.String())
@@ -58,7 +58,6 @@ func newCounters(m *metrics.Metrics) counters {
 	c.malformed = m.Shares.WithLabelValues("rejected", "malformed_line")
 	c.unknownMethod = m.LimitHits.WithLabelValues("unknown_method")
 	c.reconnects = m.ConnectionsClosed.WithLabelValues("extranonce_reconnect_sent")
-	return c
 }
 
 func (c *counters) limit(name string) { c.met.LimitHits.WithLabelValues(name).Inc() }

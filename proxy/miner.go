@@ -8,6 +8,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"switchyard/metrics"
 	"switchyard/stratum"
 	"switchyard/upstream"
 )
@@ -78,7 +79,11 @@ type miner struct {
 // upstream.
 type worker struct {
 	name     string
-	upstream string // "" in aggregate mode: the pool's configured user
+	upstream string          // per-worker mode: the suffix appended to the pool user
+	series   *metrics.Worker // per-worker metrics; nil when off
+	// full is "<pool user>.<upstream>" for pool fullPool, cached so the
+	// share path does not build strings.
+	full, fullPool string
 }
 
 func (m *miner) mining() bool { return m.subscribed && m.authorized }
@@ -145,9 +150,11 @@ func (m *miner) subscribe(out, id []byte) []byte {
 		l, p := m.srv.laneFor()
 		m.lane, m.prefix = l, p
 		m.en1 = prefixBytes(nil, p, m.srv.opts.PrefixBytes)
+		// Size the miner for the smallest pool so that failing over never
+		// needs mining.set_extranonce.
 		s := int(m.srv.lastEn2.Load())
-		if cur := l.cur.Load(); cur != nil {
-			s = cur.up.Extranonce2Size
+		if m.srv.up != nil && m.srv.up.Extranonce2Size() > 0 {
+			s = m.srv.up.Extranonce2Size()
 		}
 		m.en2Size = minerEn2(s, m.srv.opts.PrefixBytes)
 		if m.en2Size == 0 {
@@ -180,6 +187,7 @@ func (m *miner) authorize(out, id []byte) []byte {
 		if m.srv.opts.PerWorker {
 			w.upstream = workerSuffix(user)
 		}
+		w.series = m.srv.opts.Workers.Get(user)
 		m.workers = append(m.workers, w)
 	}
 	first := !m.authorized
@@ -462,6 +470,7 @@ func (m *miner) submit(out, id []byte) []byte {
 	m.accepted++
 	m.diffSum += diff
 	m.lastShare = time.Now()
+	w.series.Accepted(diff, m.lastShare)
 	m.vdShares++
 	if lost != stratum.ReasonNone {
 		ctr.shares.lost[lost].Inc()
@@ -493,8 +502,11 @@ const earlyRetargetShares = 16
 // forward hands a valid share to the session that issued its job. It
 // reports whether the session took it, and otherwise the loss reason.
 func (m *miner) forward(lj *laneJob, v *variant, w *worker, sub *stratum.Submit) (bool, stratum.Reason) {
+	if w.upstream != "" && w.fullPool != lj.pool {
+		w.full, w.fullPool = lj.sess.Pool().User+"."+w.upstream, lj.pool
+	}
 	us := upstream.Submit{
-		Worker:     w.upstream,
+		Worker:     w.full,
 		JobID:      lj.up.Notify.JobID,
 		NTime:      sub.NTime,
 		Nonce:      sub.Nonce,
@@ -533,6 +545,9 @@ func (m *miner) findWorker(name []byte) *worker {
 
 func (m *miner) reject(out, id []byte, r stratum.Reason) []byte {
 	m.rejected++
+	if len(m.workers) > 0 {
+		m.workers[0].series.Rejected()
+	}
 	m.srv.ctr.shares.rejected[r].Inc()
 	if e := m.srv.log.Debug(); e.Enabled() {
 		e.Str("worker", m.workerName()).Str("reason", r.String()).Msg("share rejected")

@@ -34,6 +34,7 @@ type Options struct {
 
 	Log     zerolog.Logger
 	Metrics *metrics.Metrics // nil: a private registry
+	Workers *metrics.Workers // per-worker series; nil: off
 	Version string           // reported to client.get_version and in logs
 }
 

@@ -37,6 +37,9 @@ type Upstream interface {
 	Lanes(n int)
 	// Authorize makes worker known to every session of lane (per-worker mode).
 	Authorize(lane int, worker string)
+	// Extranonce2Size is the smallest extranonce2 size of the pools reached
+	// so far, 0 when none was.
+	Extranonce2Size() int
 }
 
 // Server is the miner-facing proxy.
@@ -108,7 +111,7 @@ func New(opts Options, up Upstream) *Server {
 		perIP:    map[string]int{},
 		switches: map[int]*pendingSwitch{},
 	}
-	s.ctr = newCounters(s.met)
+	s.ctr.init(s.met)
 	s.lastEn2.Store(int32(opts.FallbackExtranonce2Size))
 	return s
 }
@@ -243,6 +246,9 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 	s.releaseIP(m.ip)
 	if m.lane != nil {
 		m.lane.releasePrefix(m.prefix)
+	}
+	for _, w := range m.workers {
+		s.opts.Workers.Forget(w.series)
 	}
 	s.conns.Add(-1)
 	s.met.MinersConnected.Dec()

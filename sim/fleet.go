@@ -108,7 +108,7 @@ func (c FleetConfig) withDefaults() (FleetConfig, []net.IP, error) {
 // builds the coinbase with its extranonce1 and an extranonce2 that counts up
 // for the miner's whole life, the merkle root and the header (all through
 // stratum.Job.Header), rolls the nonce (and, when rolling, the version bits
-// within the negotiated mask every 4096 nonces) and submits every header
+// within the negotiated mask every 256 nonces) and submits every header
 // whose double SHA-256 meets the difficulty, at most MaxSharesPerSecond.
 //
 // mining.set_difficulty, mining.set_extranonce and mining.set_version_mask

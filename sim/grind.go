@@ -12,10 +12,9 @@ import (
 	"switchyard/stratum"
 )
 
-// rollEvery is how many nonces are tried per header (per version-bits
-// value when rolling): the work is checked for replacement and, when
-// rolling, new version bits are drawn this often.
-const rollEvery = 1 << 12
+// rollEvery is how often (in nonces) the grinder checks whether its work
+// was replaced and, when rolling, draws new version bits.
+const rollEvery = 1 << 8
 
 // grind hashes the session's current work until ctx is done, submitting
 // every header that meets the work's target.
@@ -43,23 +42,23 @@ func (s *session) grind(ctx context.Context) {
 		}
 		s.m.en2++
 		en2 := putCounter(en2buf[:w.en2Size], s.m.en2)
+		// NOTE: version and nonce are the header's first and last fields,
+		// little-endian (see stratum.Job.Header). Patching them saves
+		// rebuilding the merkle root for every hash; the pool re-checks
+		// every share with stratum.Job.Check.
+		w.job.Header(&hdr, w.en1, en2, w.job.NTime, 0, w.job.Version)
 		var bits uint32
 		for nonce := uint32(0); ; nonce++ {
 			if nonce%rollEvery == 0 {
 				if ctx.Err() != nil || s.work.Load() != w {
 					break
 				}
-				version := w.job.Version
 				if w.mask != 0 {
 					bits = rand.Uint32() & w.mask
-					version, _ = stratum.RollVersion(w.job.Version, bits, w.mask) // bits are inside the mask
+					version, _ := stratum.RollVersion(w.job.Version, bits, w.mask) // bits are inside the mask
+					binary.LittleEndian.PutUint32(hdr[0:], version)
 				}
-				w.job.Header(&hdr, w.en1, en2, w.job.NTime, nonce, version)
 			}
-			// NOTE: the nonce is the header's last field, little-endian (see
-			// stratum.Job.Header); patching it saves rebuilding the merkle
-			// root for every nonce. The pool re-checks every share with
-			// stratum.Job.Check.
 			binary.LittleEndian.PutUint32(hdr[76:], nonce)
 			if h := chainhash.DoubleHashH(hdr[:]); w.target.Meets(&h) {
 				if interval > 0 {

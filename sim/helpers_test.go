@@ -17,9 +17,9 @@ import (
 	"switchyard/stratum"
 )
 
-// testDiff is cheap enough to hash under the race detector (about 430
-// hashes a share).
-const testDiff = 0.0001
+// testDiff is cheap enough to hash under the race detector: a share takes
+// about 2^32·1e-7 ≈ 430 hashes.
+const testDiff = 1e-7
 
 // syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
 type syncBuffer struct {

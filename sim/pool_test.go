@@ -14,10 +14,10 @@ import (
 // the pool gives a share, then that counters and ledger agree.
 func TestPoolVerdicts(t *testing.T) {
 	var led syncBuffer
-	p := startPool(t, PoolConfig{Difficulty: 0.001, Extranonce2Size: 4, Ledger: &led, JobInterval: time.Hour})
+	p := startPool(t, PoolConfig{Extranonce2Size: 4, Ledger: &led, JobInterval: time.Hour})
 	c := dial(t, p.Addr())
 	c.handshake("w1")
-	if len(c.en1) != DefaultExtranonce1Size || c.en2Size != 4 || c.diff != 0.001 {
+	if len(c.en1) != DefaultExtranonce1Size || c.en2Size != 4 || c.diff != testDiff {
 		t.Fatalf("en1 %x en2 size %d diff %g", c.en1, c.en2Size, c.diff)
 	}
 	job := c.job

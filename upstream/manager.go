@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -53,6 +54,7 @@ type Manager struct {
 	allDown  bool
 	workers  map[int]map[string]struct{} // lane -> per-worker names
 	started  bool
+	minEn2   atomic.Int32 // smallest extranonce2 size any pool has offered
 	runStart time.Time
 	lastSeen time.Time
 }
@@ -131,7 +133,8 @@ func (m *Manager) Lanes(n int) {
 }
 
 // Authorize makes a per-worker name known on every session of a lane, now
-// and after reconnects or switches.
+// and after reconnects or switches. worker is the miner's suffix; each pool
+// authorizes "<its user>.<worker>".
 func (m *Manager) Authorize(lane int, worker string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -146,10 +149,15 @@ func (m *Manager) Authorize(lane int, worker string) {
 	set[worker] = struct{}{}
 	for _, p := range m.pools {
 		if lane < len(p.sessions) && p.sessions[lane] != nil {
-			p.sessions[lane].Authorize(worker)
+			p.sessions[lane].Authorize(p.pool.User + "." + worker)
 		}
 	}
 }
+
+// Extranonce2Size is the smallest extranonce2 size any pool has offered so
+// far (0 before any job): sizing miners by it lets them move to any pool
+// without mining.set_extranonce.
+func (m *Manager) Extranonce2Size() int { return int(m.minEn2.Load()) }
 
 // Active returns the name of the pool serving miners, or "".
 func (m *Manager) Active() string {
@@ -230,6 +238,11 @@ func (m *Manager) SessionJob(s *Session, j *Job) {
 	if met := m.opts.Metrics; met != nil {
 		met.PoolLastJob.WithLabelValues(p.pool.Name).Set(float64(j.Received.UnixNano()) / 1e9)
 	}
+	if n := int32(j.Extranonce2Size); n > 0 {
+		if cur := m.minEn2.Load(); cur == 0 || n < cur {
+			m.minEn2.Store(n)
+		}
+	}
 	if p == m.active && !m.allDown {
 		m.sink.Publish(s.Lane(), s, j, false)
 		return
@@ -267,7 +280,7 @@ func (m *Manager) refresh(p *poolRun, reason string) {
 		m.log.Info().Str("pool", p.pool.Name).Str("from", was.String()).Msg("pool live")
 	} else if was == StateLive {
 		p.liveSince = time.Time{}
-		p.darkSince = now
+		p.darkSince = now.Add(-m.detectionLag(reason))
 		p.darkReason = reason
 		m.log.Warn().Str("pool", p.pool.Name).Str("state", st.String()).Str("reason", reason).Msg("pool not live")
 	}
@@ -416,6 +429,19 @@ func (m *Manager) switchTo(p *poolRun, reason string, now time.Time) {
 	}
 }
 
+// detectionLag is how long before its detection a darkness began: a
+// submit timeout is noticed SubmitTimeout after the unanswered share was
+// sent, a job timeout JobTimeout after the last job.
+func (m *Manager) detectionLag(reason string) time.Duration {
+	switch reason {
+	case "submit_timeout", "handshake timeout", "handshake_timeout":
+		return m.opts.Session.SubmitTimeout
+	case "job_timeout":
+		return m.opts.Session.JobTimeout
+	}
+	return 0
+}
+
 // startGrace is how long startup waits for better-ranked pools.
 func (m *Manager) startGrace() time.Duration {
 	return m.opts.Session.DialTimeout + 2*m.opts.Session.SubmitTimeout
@@ -468,7 +494,7 @@ func (m *Manager) startPool(p *poolRun) {
 	for lane := len(p.sessions); lane < m.lanes; lane++ {
 		s := NewSession(p.pool, lane, m.opts.Session, m)
 		for w := range m.workers[lane] {
-			s.Authorize(w)
+			s.Authorize(p.pool.User + "." + w)
 		}
 		ctx, cancel := context.WithCancel(m.ctx)
 		p.sessions = append(p.sessions, s)

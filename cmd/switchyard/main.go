@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
@@ -150,7 +151,12 @@ func newLogger(c config.Log, w io.Writer) zerolog.Logger {
 	if c.Format == config.LogFormatJSON {
 		return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
 	}
-	return zerolog.New(zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}).Level(lvl).With().Timestamp().Logger()
+	noColor := true
+	if f, ok := w.(*os.File); ok {
+		noColor = !isatty.IsTerminal(f.Fd())
+	}
+	cw := zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly, NoColor: noColor}
+	return zerolog.New(cw).Level(lvl).With().Timestamp().Logger()
 }
 
 // raiseFileLimit lifts the soft open-files limit to the hard limit: every
