@@ -390,6 +390,9 @@ func (s *Server) LaneCount() int {
 func (s *Server) Publish(idx int, sess *upstream.Session, j *upstream.Job, switched bool) {
 	l := s.lane(idx)
 	prev := l.cur.Load()
+	if switched && prev != nil && prev.sess == sess && prev.up == j {
+		return // already mining exactly this (e.g. recovered before any change)
+	}
 	clean := j.Notify.Clean || switched || prev == nil || prev.sess != sess
 	lj, err := l.buildJob(sess, j, clean)
 	if err != nil {

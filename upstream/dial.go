@@ -15,7 +15,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -274,18 +273,13 @@ func shortErr(err error) string {
 		if errors.Is(err, context.DeadlineExceeded) {
 			return "i/o timeout"
 		}
-		return err.Error()
+		return strings.TrimPrefix(err.Error(), "upstream: ")
 	}
 	cause := op.Err
-	var sc *os.SyscallError
-	if errors.As(cause, &sc) {
-		cause = sc.Err
+	if sc, ok := cause.(*os.SyscallError); ok {
+		cause = sc.Err // "connect: connection refused" → "connection refused"
 	}
-	var errno syscall.Errno
 	msg := cause.Error()
-	if errors.As(cause, &errno) {
-		msg = errno.Error()
-	}
 	full, whole := err.Error(), op.Error()
 	if i := strings.Index(full, whole); i >= 0 {
 		return full[:i] + msg + full[i+len(whole):]

@@ -65,6 +65,9 @@ type poolRun struct {
 	rank     int
 	sessions []*Session
 	cancels  []context.CancelFunc
+	// established[k] is set once lane k's session has been live with a
+	// job: a lane still opening does not make the pool look dark.
+	established []bool
 	state    State
 	// liveSince is when every lane became live; zero when not live.
 	liveSince time.Time
@@ -267,7 +270,12 @@ func (m *Manager) runOf(s *Session) *poolRun {
 
 // refresh recomputes a pool's state from its sessions.
 func (m *Manager) refresh(p *poolRun, reason string) {
-	st := poolState(p.sessions, m.lanes)
+	for k, s := range p.sessions {
+		if s != nil && s.State() == StateLive && s.Current() != nil {
+			p.established[k] = true
+		}
+	}
+	st := poolState(p.sessions, p.established)
 	if st == p.state {
 		return
 	}
@@ -289,17 +297,20 @@ func (m *Manager) refresh(p *poolRun, reason string) {
 	}
 }
 
-// poolState folds a pool's lane sessions into one state: live only when
-// every lane is live.
-func poolState(ss []*Session, lanes int) State {
-	if len(ss) < lanes {
-		return StateConnecting
+// poolState folds a pool's lane sessions into one state: live when every
+// established lane is live (lanes still opening are left out unless none
+// is established).
+func poolState(ss []*Session, established []bool) State {
+	any := false
+	for _, e := range established {
+		any = any || e
 	}
-	live, bestOther := 0, StateDown
-	for _, s := range ss[:lanes] {
-		if s == nil {
-			return StateConnecting
+	lanes, live, bestOther := 0, 0, StateDown
+	for k, s := range ss {
+		if any && !established[k] {
+			continue
 		}
+		lanes++
 		st := s.State()
 		if st == StateLive && s.Current() != nil {
 			live++
@@ -313,7 +324,7 @@ func poolState(ss []*Session, lanes int) State {
 		}
 	}
 	switch {
-	case live == lanes:
+	case lanes > 0 && live == lanes:
 		return StateLive
 	case live > 0:
 		return StateSuspect
@@ -499,6 +510,7 @@ func (m *Manager) startPool(p *poolRun) {
 		ctx, cancel := context.WithCancel(m.ctx)
 		p.sessions = append(p.sessions, s)
 		p.cancels = append(p.cancels, cancel)
+		p.established = append(p.established, false)
 		go s.Run(ctx)
 	}
 	if met := m.opts.Metrics; met != nil {
@@ -513,7 +525,7 @@ func (m *Manager) stopPool(p *poolRun) {
 	for _, c := range p.cancels {
 		c()
 	}
-	p.sessions, p.cancels = nil, nil
+	p.sessions, p.cancels, p.established = nil, nil, nil
 	p.state = StateDown
 	p.liveSince = time.Time{}
 	if met := m.opts.Metrics; met != nil {

@@ -242,6 +242,7 @@ type Session struct {
 	mu      sync.Mutex
 	pending map[uint64]pendingSubmit
 	rejects rejectWindow
+	conns   uint64 // connections made, numbering them from 1
 	res     Result // reused for SessionResult: no allocation per answer
 
 	// wmu guards the extra worker names (lock order: mu, then wmu).

@@ -81,7 +81,8 @@ func (s *Session) serve(ctx context.Context, raw, nc net.Conn) outcome {
 		diff: 1,
 	}
 	s.mu.Lock()
-	c.serial = s.nextID.Add(1) // any unique number will do
+	s.conns++
+	c.serial = s.conns
 	s.rejects.reset()
 	now := s.now()
 	if m := s.opts.VersionMask; m != 0 {
@@ -253,7 +254,7 @@ func (c *conn) send(b []byte) {
 func (c *conn) answer(m *stratum.Message) {
 	s := c.s
 	id, ok := parseID(m.ID)
-	if !ok {
+	if !ok || id == 0 { // our ids start at 1; 0 would match an unsent request
 		s.log.Debug().Bytes("id", m.ID).Bytes("error", m.Error).Msg("answer without a usable id ignored")
 		return
 	}
