@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -824,3 +825,54 @@ type nopHandler struct{}
 func (nopHandler) SessionState(*Session, State, string) {}
 func (nopHandler) SessionJob(*Session, *Job)            {}
 func (nopHandler) SessionResult(*Session, *Result)      {}
+
+// TestQueuedSubmitsLostOnDown fills the queue behind a writer blocked on a
+// pool that stopped reading; when the pool hangs up, every accepted
+// Submit, written or still queued, gets exactly one Result.
+func TestQueuedSubmitsLostOnDown(t *testing.T) {
+	t.Parallel()
+	fp := newFakePool(t)
+	o := testOptions(t)
+	o.QueueLen = 64
+	o.SubmitTimeout = 5 * time.Second // only the hang-up may end these
+	s, rec, _ := startSession(t, testPool(fp.url()), o)
+	pc := goLive(t, fp, rec, hs{})
+	pc.c.(*net.TCPConn).SetReadBuffer(4096)
+	accepted := 0
+	deadline := time.Now().Add(waitFor)
+	ticket := uint64(0)
+	for full := 0; full < 20; { // full for 100ms in a row: the writer is stuck
+		if time.Now().After(deadline) {
+			t.Fatal("queue never filled")
+		}
+		ticket++
+		switch err := s.Submit(testSubmit(ticket)); {
+		case err == nil:
+			accepted++
+			full = 0
+		case errors.Is(err, ErrQueueFull):
+			full++
+			time.Sleep(5 * time.Millisecond)
+		default:
+			t.Fatal(err)
+		}
+	}
+	if n := len(s.queue); n < o.QueueLen/2 {
+		t.Fatalf("queue holds %d, want it full", n)
+	}
+	pc.close()
+	rec.waitState(StateDown)
+	for i := range accepted {
+		if res := rec.result(); res.Reason != stratum.ReasonUpstreamDown {
+			t.Fatalf("result %d: %+v", i, res)
+		}
+	}
+	rec.noResult(50 * time.Millisecond)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for tk, n := range rec.perTick {
+		if n != 1 {
+			t.Errorf("ticket %d: %d results", tk, n)
+		}
+	}
+}
