@@ -857,6 +857,7 @@ func TestQueuedSubmitsLostOnDown(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	t.Logf("accepted %d before the writer stuck", accepted)
 	if n := len(s.queue); n < o.QueueLen/2 {
 		t.Fatalf("queue holds %d, want it full", n)
 	}

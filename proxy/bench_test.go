@@ -1,0 +1,103 @@
+package proxy
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"switchyard/metrics"
+	"switchyard/stratum"
+	"switchyard/upstream"
+)
+
+// benchMiner builds a subscribed, authorized miner on a lane with one job
+// of realistic shape (~250-byte coinbase, 12-level branch), outside gnet.
+func benchMiner(tb testing.TB, poolDiff float64) (*miner, *laneJob) {
+	tb.Helper()
+	s := New(Options{Log: zerolog.Nop(), Metrics: metrics.New(prometheus.NewRegistry()), InitialDifficulty: 1e-12, MinDifficulty: 1e-12}, nil)
+	rng := rand.New(rand.NewPCG(1, 2))
+	n := &stratum.Notify{JobID: "pj1", Version: 0x20000000, NBits: 0x17034219, NTime: uint32(time.Now().Unix())}
+	n.Coinb1 = make([]byte, 100)
+	n.Coinb2 = make([]byte, 138)
+	for i := range n.Coinb1 {
+		n.Coinb1[i] = byte(rng.Uint32())
+	}
+	for i := range n.Coinb2 {
+		n.Coinb2[i] = byte(rng.Uint32())
+	}
+	n.Branch = make([][32]byte, 12)
+	for i := range n.Branch {
+		for j := range n.Branch[i] {
+			n.Branch[i][j] = byte(rng.Uint32())
+		}
+	}
+	job, err := stratum.NewJob(n)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	up := &upstream.Job{Notify: n, Job: job, Difficulty: poolDiff, Extranonce1: []byte{1, 2, 3, 4}, Extranonce2Size: 8,
+		VersionMask: 0x1fffe000, Received: time.Now()}
+	sess := upstream.NewSession(upstream.Pool{Name: "bench", URL: "stratum+tcp://127.0.0.1:1", User: "u"}, 0, upstream.Options{Log: zerolog.Nop()}, nopHandler{})
+	l := s.lane(0)
+	lj, err := l.buildJob(sess, up, true)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	l.publish(lj)
+	p, _ := l.allocPrefix()
+	m := &miner{srv: s, lane: l, prefix: p, en1: prefixBytes(nil, p, 2), en2Size: 6, subscribed: true, authorized: true,
+		mask: 0x1fffe000, diff: 1e-12, prevDiff: 1e-12, floor: 1e-12, diffSent: true, workers: []worker{{name: "rig.1"}}}
+	return m, lj
+}
+
+type nopHandler struct{}
+
+func (nopHandler) SessionState(*upstream.Session, upstream.State, string) {}
+func (nopHandler) SessionJob(*upstream.Session, *upstream.Job)            {}
+func (nopHandler) SessionResult(*upstream.Session, *upstream.Result)      {}
+
+// BenchmarkSubmitPath measures one mining.submit through the miner side:
+// decode, job lookup, full share validation, duplicate check and the
+// answer. The pool difficulty is out of reach, so nothing is forwarded.
+func BenchmarkSubmitPath(b *testing.B) {
+	m, lj := benchMiner(b, 1e15)
+	lines := make([][]byte, 1024)
+	for i := range lines {
+		lines[i] = fmt.Appendf(nil, `{"id":%d,"method":"mining.submit","params":["rig.1","%s","%012x","%08x","%08x","00002000"]}`,
+			i, lj.idHex, i, lj.up.Notify.NTime, i*7919)
+	}
+	out := make([]byte, 0, 512)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i%len(lines) == 0 {
+			m.dedup.Reset()
+		}
+		out = m.handle(out[:0], lines[i%len(lines)])
+	}
+	if m.accepted+m.rejected == 0 {
+		b.Fatal("no share handled")
+	}
+}
+
+// TestSubmitPathAllocs pins the zero-allocation share path.
+func TestSubmitPathAllocs(t *testing.T) {
+	m, lj := benchMiner(t, 1e15)
+	line := fmt.Appendf(nil, `{"id":1,"method":"mining.submit","params":["rig.1","%s","000000000001","%08x","00000001","00002000"]}`,
+		lj.idHex, lj.up.Notify.NTime)
+	out := make([]byte, 0, 512)
+	allocs := testing.AllocsPerRun(200, func() {
+		m.dedup.Reset()
+		out = m.handle(out[:0], line)
+	})
+	if m.accepted == 0 {
+		t.Fatalf("share not accepted: %s", out)
+	}
+	if allocs != 0 {
+		t.Fatalf("share path allocates %.1f times per submit", allocs)
+	}
+}
