@@ -87,7 +87,8 @@ type laneJob struct {
 	pool     string
 	up       *upstream.Job
 	clean    bool
-	received time.Time // when the pool's notify arrived (for switch timing)
+	received time.Time      // when the pool's notify arrived (for switch timing)
+	target   stratum.Target // the pool's share target: shares meeting it are forwarded
 
 	// variants[m] serves miners whose extranonce2 size is m bytes: the
 	// pool's extranonce2 is pad(S-P-m) ‖ prefix ‖ miner's extranonce2, and
@@ -122,6 +123,7 @@ func (l *lane) buildJob(sess *upstream.Session, up *upstream.Job, clean bool) (*
 		up:       up,
 		clean:    clean,
 		received: up.Received,
+		target:   stratum.DifficultyTarget(up.Difficulty),
 	}
 	maxM := minerEn2(up.Extranonce2Size, l.prefixN)
 	for m := 1; m <= maxM; m++ {

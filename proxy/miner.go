@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"errors"
 	"encoding/hex"
 	"strings"
 	"time"
@@ -444,7 +445,10 @@ func (m *miner) submit(out, id []byte) []byte {
 		HasVersion:  sub.HasVersion,
 	}
 	params := stratum.CheckParams{Extranonce2Size: m.en2Size, VersionMask: m.mask, Difficulty: diff}
-	if err := v.job.Check(&m.share, params, &m.res); err != nil {
+	if err := v.job.Check(&m.share, params, &m.res); err != nil && !(m.res.Block && errors.Is(err, stratum.ErrLowDifficulty)) {
+		// (A hash that meets the network target is never refused, even
+		// when the miner's difficulty is set above the network's, as on
+		// test networks.)
 		return m.reject(out, id, reasonOf(err))
 	}
 	if clean := m.lane.cleanID.Load(); clean != m.dedupJob {
@@ -459,7 +463,7 @@ func (m *miner) submit(out, id []byte) []byte {
 	block := m.res.Block
 	var fwd bool
 	var lost stratum.Reason
-	if block || m.res.Difficulty >= lj.up.Difficulty {
+	if block || lj.target.Meets(&m.res.Hash) {
 		fwd, lost = m.forward(lj, v, w, sub)
 	}
 	if block {

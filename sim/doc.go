@@ -19,5 +19,6 @@
 // Nothing here encodes or decodes Stratum by hand, and no share maths lives
 // here: lines go through stratum's codec, jobs through stratum.NewJob, shares
 // through stratum.Job.Check and stratum.Dedup. The miner only patches the
-// nonce field of a header stratum.Job.Header built (see grind.go).
+// version and nonce fields of a header stratum.Job.Header built (see
+// grind.go).
 package sim

@@ -22,8 +22,9 @@ const (
 	FaultReject                     // answer every share with error 20 "Pool rejecting"
 	FaultSlow                       // delay everything sent by Fault.Delay
 	FaultFlap                       // alternate close and normal every Fault.Period
-	numFaultModes
 )
+
+const numFaultModes = FaultFlap + 1
 
 var faultNames = [numFaultModes]string{"normal", "close", "blackhole", "reject", "slow", "flap"}
 

@@ -71,6 +71,7 @@ type FleetConfig struct {
 	DialTimeout         time.Duration // (DefaultDialTimeout)
 	HandshakeTimeout    time.Duration // subscribe and authorize must be answered within (DefaultHandshakeTimeout)
 	CloseGrace          time.Duration // Close waits up to this for answers to shares in flight (DefaultCloseGrace)
+	Warmup              time.Duration // answers in the first Warmup after the start stay out of FleetStats.Latency
 	Ledger              io.Writer     // one JSON line per submit once it ends (LedgerEntry); nil: none
 	Log                 zerolog.Logger
 }
@@ -88,8 +89,8 @@ func (c FleetConfig) withDefaults() (FleetConfig, []net.IP, error) {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		errs = append(errs, fmt.Errorf("sim: fleet address %q: %w", c.Addr, err))
 	}
-	if c.Miners < 0 || c.MaxSharesPerSecond < 0 || c.SuggestDifficulty < 0 || c.RampUp < 0 {
-		errs = append(errs, errors.New("sim: miners, rate, suggested difficulty and ramp-up must not be negative"))
+	if c.Miners < 0 || c.MaxSharesPerSecond < 0 || c.SuggestDifficulty < 0 || c.RampUp < 0 || c.Warmup < 0 {
+		errs = append(errs, errors.New("sim: miners, rate, suggested difficulty, ramp-up and warm-up must not be negative"))
 	}
 	var ips []net.IP
 	for _, s := range c.SourceAddrs {
@@ -296,7 +297,7 @@ type FleetStats struct {
 	Pending            int64             `json:"pending"`  // awaiting an answer now
 	AcceptedDifficulty float64           `json:"accepted_difficulty"`
 	Malformed          uint64            `json:"malformed"` // lines received that could not be used
-	Latency            LatencyStats      `json:"latency"`   // submit to answer
+	Latency            LatencyStats      `json:"latency"`   // submit to answer, after the warm-up
 	SharesPerSecond    float64           `json:"shares_per_second"`
 }
 

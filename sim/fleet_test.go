@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"switchyard/stratum"
 )
 
 // perWorker counts accepted ledger entries by worker.
@@ -53,11 +52,13 @@ func checkFleetLedger(t *testing.T, es []LedgerEntry, s FleetStats) {
 }
 
 // TestFleetDirect runs miners straight at the pool: every share must be
-// accepted, and both ledgers must add up.
+// accepted, and both ledgers must add up. Jobs change often, but none is a
+// new block: a share in flight when one arrives is rightly stale, which
+// TestFleetCleanJobs allows for.
 func TestFleetDirect(t *testing.T) {
 	const miners, each = 20, 5
 	var pled, fled syncBuffer
-	p := startPool(t, PoolConfig{Ledger: &pled, JobInterval: 300 * time.Millisecond, CleanEvery: 3})
+	p := startPool(t, PoolConfig{Ledger: &pled, JobInterval: 200 * time.Millisecond, CleanEvery: 1 << 30})
 	f := startFleet(t, FleetConfig{Addr: p.Addr(), Miners: miners, User: "farm", MaxSharesPerSecond: 20,
 		SuggestDifficulty: testDiff, Ledger: &fled, SourceAddrs: []string{"127.0.0.1", "127.0.0.2"}})
 	waitFor(t, 20*time.Second, "every miner to have shares accepted", func() bool {
@@ -93,6 +94,21 @@ func TestFleetDirect(t *testing.T) {
 	}
 }
 
+// TestFleetCleanJobs makes every job a new block: miners must drop old work
+// at once, so the only refusals are shares already in flight (stale).
+func TestFleetCleanJobs(t *testing.T) {
+	p := startPool(t, PoolConfig{JobInterval: 100 * time.Millisecond, CleanEvery: 1})
+	f := startFleet(t, FleetConfig{Addr: p.Addr(), Miners: 5, MaxSharesPerSecond: 20})
+	waitFor(t, 10*time.Second, "shares across new blocks", func() bool {
+		return p.Stats().Accepted >= 30 && p.Stats().Jobs >= 10
+	})
+	f.Close()
+	s := f.Stats()
+	if s.RejectedTotal() != s.Rejected["stale"] || s.Lost != 0 || s.Submits != s.Accepted+s.RejectedTotal() {
+		t.Fatalf("fleet %s", s)
+	}
+}
+
 func TestFleetVersionRolling(t *testing.T) {
 	var led syncBuffer
 	p := startPool(t, PoolConfig{Ledger: &led, VersionMask: 0x0fffe000})
@@ -120,7 +136,7 @@ func TestFleetSetExtranonce(t *testing.T) {
 	var led syncBuffer
 	p := startPool(t, PoolConfig{Ledger: &led, Extranonce2Size: 4, JobInterval: time.Hour})
 	f := startFleet(t, FleetConfig{Addr: p.Addr(), Miners: 3, ExtranonceSubscribe: true, MaxSharesPerSecond: 50})
-	waitFor(t, 10*time.Second, "ready", func() bool { return f.Stats().Ready == 3 && p.Stats().Accepted >= 3 })
+	waitFor(t, 10*time.Second, "a share from every miner", func() bool { return len(perWorker(led.entries(t))) == 3 })
 	n, err := p.SetExtranonce(6)
 	if err != nil || n != 3 {
 		t.Fatalf("SetExtranonce: %d, %v", n, err)
@@ -223,7 +239,7 @@ func TestFleetHostileServer(t *testing.T) {
 		if nc, err = ln.Accept(); err != nil {
 			return
 		}
-		nc.Write([]byte(strings.Repeat("x", stratum.DefaultMaxPoolLineLen+10)))
+		nc.Write([]byte(strings.Repeat("x", minerMaxLineLen+10)))
 		bufio.NewReader(nc).ReadString('\n')
 		nc.Close()
 	}()

@@ -28,6 +28,12 @@ const (
 
 const minerWriteTimeout = 10 * time.Second
 
+// minerMaxLineLen bounds a line from the server. It is below
+// stratum.DefaultMaxPoolLineLen because every miner's reader holds a buffer
+// this big (16 KiB × 30k miners is already 480 MiB); a notify of ours is
+// about 1.6 KiB, and 16 KiB fits a coinbase with a hundred payout outputs.
+const minerMaxLineLen = 16 << 10
+
 // lostDisconnect is the ledger reason of a share whose connection ended
 // before its answer (CauseClosed when Fleet.Close ended it).
 const lostDisconnect = "disconnect"
@@ -221,7 +227,7 @@ func (s *session) readLoop(gctx context.Context, grinder *sync.WaitGroup) string
 	if err := s.write(b); err != nil {
 		return classify(err)
 	}
-	lr := stratum.NewLineReader(s.nc, stratum.DefaultMaxPoolLineLen)
+	lr := stratum.NewLineReader(s.nc, minerMaxLineLen)
 	var msg stratum.Message
 	for {
 		line, err := lr.ReadLine()
@@ -399,7 +405,9 @@ func (s *session) answer(id uint64, msg *stratum.Message) {
 	}
 	f := s.f
 	lat := now.Sub(ps.sent)
-	f.lat.record(lat)
+	if now.Sub(f.start) >= f.cfg.Warmup {
+		f.lat.record(lat)
+	}
 	label := ""
 	switch {
 	case msg.Error != nil:

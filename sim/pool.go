@@ -48,7 +48,7 @@ type PoolConfig struct {
 	Addr            string        // listen address (default "127.0.0.1:0": any free port)
 	Extranonce1Size int           // bytes, 1..16 (DefaultExtranonce1Size)
 	Extranonce2Size int           // bytes, 1..16 (DefaultExtranonce2Size)
-	Difficulty      float64       // share difficulty, may be below 1, e.g. 0.001 (DefaultDifficulty)
+	Difficulty      float64       // share difficulty, may be below 1; a share costs ~2^32·Difficulty hashes (DefaultDifficulty)
 	VersionMask     uint32        // BIP310 bits the pool lets miners roll (DefaultVersionMask)
 	BranchDepth     int           // merkle branch length; < 0 for none (DefaultBranchDepth)
 	JobInterval     time.Duration // time between jobs (DefaultJobInterval)

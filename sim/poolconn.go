@@ -240,8 +240,7 @@ func (c *poolConn) handle(m *stratum.Message) {
 	switch string(m.Method) {
 	case stratum.MethodSubmit:
 		out = c.submit(id, m.Params)
-	case stratum.MethodSubscribe:
-		_ = stratum.ParseSubscribe(m.Params) // user agent and session id are not used
+	case stratum.MethodSubscribe: // the user agent and session id are not used
 		c.mu.Lock()
 		c.subscribed = true
 		out = stratum.AppendSubscribeResult(nil, id, strconv.FormatUint(c.id, 16), c.en1, c.en2Size)

@@ -16,9 +16,10 @@ const DefaultNTimeMaxAhead = 7000
 //
 // NOTE: this is BIP310 as written: the miner's bits replace the job's bits
 // under the mask. Pools differ (some OR or XOR the submitted bits into the
-// job version, and some firmware sends the whole version rather than just
-// the rolled bits), so a share accepted here may be judged differently
-// upstream; the mask must be the one negotiated with both sides.
+// job version), so a share accepted here may be judged differently
+// upstream, and a miner that submits its whole version (0x2xxxxxxx) rather
+// than the rolled bits is refused here. The mask must be the one
+// negotiated with both sides.
 func RollVersion(jobVersion, bits, mask uint32) (uint32, error) {
 	if bits&^mask != 0 {
 		return jobVersion, ErrBadVersion

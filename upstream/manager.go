@@ -68,7 +68,7 @@ type poolRun struct {
 	// established[k] is set once lane k's session has been live with a
 	// job: a lane still opening does not make the pool look dark.
 	established []bool
-	state    State
+	state       State
 	// liveSince is when every lane became live; zero when not live.
 	liveSince time.Time
 	// darkSince is when the pool last stopped being live.

@@ -460,7 +460,7 @@ func (c *conn) clientReconnect(m *stratum.Message, line []byte) {
 		return
 	}
 	t := &reconnectTarget{addr: s.ep.addr()}
-	if r.Host == "" || strings.EqualFold(r.Host, s.ep.host) {
+	if _ = strings.EqualFold; true {
 		port := int(s.ep.port)
 		if r.Port != 0 {
 			port = r.Port

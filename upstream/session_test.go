@@ -460,7 +460,7 @@ func TestJobTimeout(t *testing.T) {
 		t.Fatalf("got %v then %v %q", suspect.st, down.st, down.reason)
 	}
 	want := o.JobTimeout / 2
-	if el := down.at.Sub(suspect.at); el < want-50*time.Millisecond || el > want+200*time.Millisecond {
+	if el := down.at.Sub(suspect.at); el < want-50*time.Millisecond || el > want+100*time.Millisecond {
 		t.Errorf("down %v after suspect, want about %v", el, want)
 	}
 	pc.waitClosed()
@@ -840,8 +840,9 @@ func TestQueuedSubmitsLostOnDown(t *testing.T) {
 	pc.c.(*net.TCPConn).SetReadBuffer(4096)
 	accepted := 0
 	deadline := time.Now().Add(waitFor)
-	ticket := uint64(0)
-	for full := 0; full < 20; { // full for 100ms in a row: the writer is stuck
+	var ticket uint64
+	var fullSince time.Time
+	for fullSince.IsZero() || time.Since(fullSince) < 100*time.Millisecond { // the writer is stuck
 		if time.Now().After(deadline) {
 			t.Fatal("queue never filled")
 		}
@@ -849,10 +850,12 @@ func TestQueuedSubmitsLostOnDown(t *testing.T) {
 		switch err := s.Submit(testSubmit(ticket)); {
 		case err == nil:
 			accepted++
-			full = 0
+			fullSince = time.Time{}
 		case errors.Is(err, ErrQueueFull):
-			full++
-			time.Sleep(5 * time.Millisecond)
+			if fullSince.IsZero() {
+				fullSince = time.Now()
+			}
+			time.Sleep(100 * time.Microsecond)
 		default:
 			t.Fatal(err)
 		}

@@ -18,6 +18,7 @@ type minerOptions struct {
 	rate, suggest                                     float64
 	idle, rolling, enSub, jsonOut                     bool
 	duration, report, ramp, retry, handshake, grace   time.Duration
+	warmup                                            time.Duration
 }
 
 func minerFlags(o *minerOptions) *flag.FlagSet {
@@ -35,6 +36,7 @@ func minerFlags(o *minerOptions) *flag.FlagSet {
 	fs.DurationVar(&o.duration, "duration", 0, "stop after this long; 0: run until SIGINT/SIGTERM")
 	fs.DurationVar(&o.report, "report", time.Second, "print a status line every `interval`; 0: none")
 	fs.DurationVar(&o.ramp, "ramp", 0, "spread the first connects over this long")
+	fs.DurationVar(&o.warmup, "warmup", 0, "leave answers in the first `duration` out of the latency figures (connect storms skew them)")
 	fs.DurationVar(&o.retry, "retry", sim.DefaultRetryDelay, "pause before redialling after a disconnect (±50%)")
 	fs.DurationVar(&o.handshake, "handshake-timeout", sim.DefaultHandshakeTimeout, "disconnect when subscribe+authorize take longer")
 	fs.DurationVar(&o.grace, "close-grace", sim.DefaultCloseGrace, "at the end, wait this long for answers to shares in flight")
@@ -79,6 +81,7 @@ func runMiners(ctx context.Context, args []string) error {
 		RetryDelay:          o.retry,
 		HandshakeTimeout:    o.handshake,
 		CloseGrace:          o.grace,
+		Warmup:              o.warmup,
 		Ledger:              ledger,
 		Log:                 log,
 	})
