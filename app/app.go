@@ -28,82 +28,70 @@ type App struct {
 	Metrics  *metrics.Metrics
 	Registry *prometheus.Registry
 
-	log       zerolog.Logger
-	started   time.Time
-	version   string
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
-	serveErr  error
-	minerAddr string
-	httpAddr  string
+	log     zerolog.Logger
+	started time.Time
+	version string
+
+	mu  sync.Mutex
+	cfg *config.Config
+
+	stopProxy, stopRest context.CancelFunc
+	proxyDone           chan struct{}
+	wg                  sync.WaitGroup
+	serveErr            error
+	stopOnce            sync.Once
+	minerAddr, httpAddr string
 }
 
 // Start builds and starts switchyard from cfg. It returns once the miner
 // listener (and the HTTP listener, if configured) accept connections.
 func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, version string) (*App, error) {
+	pools, err := Pools(cfg)
+	if err != nil {
+		return nil, err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	met := metrics.New(reg)
-	ctx, cancel := context.WithCancel(ctx)
-	a := &App{Metrics: met, Registry: reg, log: log, started: time.Now(), version: version, cancel: cancel}
-
-	pools, err := Pools(cfg)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
 	for _, p := range pools {
 		met.InitPool(p.Name)
 	}
-	f := cfg.Failover
+	a := &App{Metrics: met, Registry: reg, log: log, started: time.Now(), version: version, cfg: cfg, proxyDone: make(chan struct{})}
+
 	popts := ProxyOptions(cfg, log, met, version)
 	if cfg.Metrics.PerWorker {
 		popts.Workers = metrics.NewWorkers(reg, 0)
 	}
 	a.Proxy = proxy.New(popts, nil)
-	a.Pools = upstream.NewManager(pools, upstream.ManagerOptions{
-		Session: upstream.Options{
-			DialTimeout:    f.DialTimeout.Duration(),
-			SubmitTimeout:  f.SubmitTimeout.Duration(),
-			JobTimeout:     f.JobTimeout.Duration(),
-			Keepalive:      f.Keepalive.Duration(),
-			UserTimeout:    f.UserTimeout.Duration(),
-			BackoffMin:     f.BackoffMin.Duration(),
-			BackoffMax:     f.BackoffMax.Duration(),
-			VersionMask:    0x1fffe000,
-			MaxRejectRatio: f.MaxRejectRatio,
-			RejectWindow:   f.RejectWindow,
-			Log:            log,
-		},
-		FailbackAfter: f.FailbackAfter.Duration(),
-		Standby:       f.Standby,
-		Metrics:       met,
-		Log:           log,
-	}, a.Proxy)
+	a.Pools = upstream.NewManager(pools, ManagerOptions(cfg, log, met), a.Proxy)
 	a.Proxy.SetUpstream(a.Pools)
 
-	a.wg.Add(2)
-	go func() { defer a.wg.Done(); a.Pools.Run(ctx) }()
+	// The proxy stops first (Stop), the pools only once forwarded shares
+	// have their answers.
+	rest, stopRest := context.WithCancel(ctx)
+	px, stopProxy := context.WithCancel(rest)
+	a.stopProxy, a.stopRest = stopProxy, stopRest
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); a.Pools.Run(rest) }()
 	go func() {
-		defer a.wg.Done()
-		if err := a.Proxy.Serve(ctx); err != nil {
+		defer close(a.proxyDone)
+		if err := a.Proxy.Serve(px); err != nil {
 			a.serveErr = err
-			cancel()
 		}
 	}()
 	addr, err := a.Proxy.Ready(ctx)
 	if err != nil {
-		cancel()
+		stopRest()
+		<-a.proxyDone
 		a.wg.Wait()
-		return nil, fmt.Errorf("miner listener %s: %w", cfg.Server.Listen, err)
+		return nil, fmt.Errorf("server.listen %s: %w", cfg.Server.Listen, err)
 	}
 	a.minerAddr = addr
 
 	if m := cfg.Metrics; m.Listen != "" {
 		ln, err := net.Listen("tcp", m.Listen)
 		if err != nil {
-			cancel()
-			a.wg.Wait()
+			_ = a.Stop()
 			return nil, fmt.Errorf("metrics.listen %s: %w", m.Listen, err)
 		}
 		a.httpAddr = ln.Addr().String()
@@ -118,7 +106,7 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, version 
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
-			if err := metrics.Serve(ctx, ln, h); err != nil {
+			if err := metrics.Serve(rest, ln, h); err != nil {
 				log.Error().Err(err).Msg("metrics server stopped")
 			}
 		}()
@@ -133,11 +121,53 @@ func (a *App) MinerAddr() string { return a.minerAddr }
 // HTTPAddr is the address of /metrics and the API, or "".
 func (a *App) HTTPAddr() string { return a.httpAddr }
 
-// Stop shuts everything down and waits.
+// Stop drains and shuts down: the miner listener and connections close
+// first, then switchyard waits (at most submit_timeout plus a second) for
+// the pools' answers to shares already forwarded, then closes the pool
+// sessions (anything still unanswered is counted lost, upstream_down).
 func (a *App) Stop() error {
-	a.cancel()
-	a.wg.Wait()
+	a.stopOnce.Do(func() {
+		a.stopProxy()
+		<-a.proxyDone
+		a.mu.Lock()
+		wait := a.cfg.Failover.SubmitTimeout.Duration() + time.Second
+		a.mu.Unlock()
+		deadline := time.Now().Add(wait)
+		for a.Proxy.InFlight() > 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		a.log.Info().Int64("unanswered", a.Proxy.InFlight()).Msg("miners closed; forwarded shares drained")
+		a.stopRest()
+		a.wg.Wait()
+	})
 	return a.serveErr
+}
+
+// Reload applies a new configuration without dropping miners: the pool
+// list (added, removed, reordered, edited) and the difficulty policy take
+// effect at once. Keys that shape listeners or sessions need a restart;
+// they are named in the returned list and otherwise ignored.
+func (a *App) Reload(cfg *config.Config) (needRestart []string, err error) {
+	pools, err := Pools(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	old := a.cfg
+	a.cfg = cfg
+	a.mu.Unlock()
+	if old.Server != cfg.Server {
+		needRestart = append(needRestart, "[server]")
+	}
+	if old.Failover != cfg.Failover {
+		needRestart = append(needRestart, "[failover]")
+	}
+	if old.Metrics != cfg.Metrics {
+		needRestart = append(needRestart, "[metrics]")
+	}
+	a.Proxy.SetVardiff(Vardiff(cfg.Difficulty))
+	a.Pools.SetPools(pools)
+	return needRestart, nil
 }
 
 // Status is the body of /api/v1/status.
@@ -183,9 +213,39 @@ func Pools(cfg *config.Config) ([]upstream.Pool, error) {
 	return out, nil
 }
 
+// ManagerOptions maps [failover] to the pool manager's options.
+func ManagerOptions(cfg *config.Config, log zerolog.Logger, met *metrics.Metrics) upstream.ManagerOptions {
+	f := cfg.Failover
+	return upstream.ManagerOptions{
+		Session: upstream.Options{
+			DialTimeout:    f.DialTimeout.Duration(),
+			SubmitTimeout:  f.SubmitTimeout.Duration(),
+			JobTimeout:     f.JobTimeout.Duration(),
+			Keepalive:      f.Keepalive.Duration(),
+			UserTimeout:    f.UserTimeout.Duration(),
+			BackoffMin:     f.BackoffMin.Duration(),
+			BackoffMax:     f.BackoffMax.Duration(),
+			VersionMask:    0x1fffe000,
+			MaxRejectRatio: f.MaxRejectRatio,
+			RejectWindow:   f.RejectWindow,
+			Log:            log,
+		},
+		FailbackAfter: f.FailbackAfter.Duration(),
+		Standby:       f.Standby,
+		Metrics:       met,
+		Log:           log,
+	}
+}
+
+// Vardiff maps [difficulty] to the proxy's difficulty policy.
+func Vardiff(d config.Difficulty) proxy.Vardiff {
+	return proxy.Vardiff{Initial: d.Initial, Min: d.Min, Max: d.Max,
+		Target: d.TargetShareInterval.Duration(), Retarget: d.RetargetInterval.Duration()}
+}
+
 // ProxyOptions maps the config to the proxy's options.
 func ProxyOptions(cfg *config.Config, log zerolog.Logger, met *metrics.Metrics, version string) proxy.Options {
-	s, d := cfg.Server, cfg.Difficulty
+	s := cfg.Server
 	return proxy.Options{
 		Listen:               s.Listen,
 		EventLoops:           s.EventLoops,
@@ -198,11 +258,7 @@ func ProxyOptions(cfg *config.Config, log zerolog.Logger, met *metrics.Metrics, 
 		PrefixBytes:          s.Extranonce1Size,
 		PerWorker:            s.WorkerMode == config.WorkerModePerWorker,
 		DisconnectWhenDown:   cfg.Failover.WhenAllDown == config.WhenAllDownDisconnect,
-		InitialDifficulty:    d.Initial,
-		MinDifficulty:        d.Min,
-		MaxDifficulty:        d.Max,
-		TargetShareInterval:  d.TargetShareInterval.Duration(),
-		RetargetInterval:     d.RetargetInterval.Duration(),
+		Vardiff:              Vardiff(cfg.Difficulty),
 		Log:                  log,
 		Metrics:              met,
 		Version:              version,

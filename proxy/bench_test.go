@@ -18,7 +18,7 @@ import (
 // of realistic shape (~250-byte coinbase, 12-level branch), outside gnet.
 func benchMiner(tb testing.TB, poolDiff float64) (*miner, *laneJob) {
 	tb.Helper()
-	s := New(Options{Log: zerolog.Nop(), Metrics: metrics.New(prometheus.NewRegistry()), InitialDifficulty: 1e-12, MinDifficulty: 1e-12}, nil)
+	s := New(Options{Log: zerolog.Nop(), Metrics: metrics.New(prometheus.NewRegistry()), Vardiff: Vardiff{Initial: 1e-12, Min: 1e-12}}, nil)
 	rng := rand.New(rand.NewPCG(1, 2))
 	n := &stratum.Notify{JobID: "pj1", Version: 0x20000000, NBits: 0x17034219, NTime: uint32(time.Now().Unix())}
 	n.Coinb1 = make([]byte, 100)
@@ -50,7 +50,7 @@ func benchMiner(tb testing.TB, poolDiff float64) (*miner, *laneJob) {
 	l.publish(lj)
 	p, _ := l.allocPrefix()
 	m := &miner{srv: s, lane: l, prefix: p, en1: prefixBytes(nil, p, 2), en2Size: 6, subscribed: true, authorized: true,
-		mask: 0x1fffe000, diff: 1e-12, prevDiff: 1e-12, floor: 1e-12, diffSent: true, workers: []worker{{name: "rig.1"}}}
+		mask: 0x1fffe000, diff: 1e-12, prevDiff: 1e-12, diffSent: true, workers: []worker{{name: "rig.1"}}}
 	return m, lj
 }
 

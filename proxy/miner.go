@@ -2,8 +2,8 @@ package proxy
 
 import (
 	"bytes"
-	"errors"
 	"encoding/hex"
+	"errors"
 	"strings"
 	"time"
 
@@ -53,7 +53,7 @@ type miner struct {
 	// checked against min(prevDiff, diff), as the miner may still be working
 	// on them at the difficulty they were sent with.
 	diffFrom uint64
-	floor    float64 // vardiff floor: server min, raised by minimum-difficulty
+	minReq   float64 // minimum-difficulty the miner asked for (0: none)
 	lastJob  *laneJob
 
 	vdStart  time.Time
@@ -250,9 +250,9 @@ func (m *miner) configure(out, id []byte) []byte {
 	if req.MinimumDifficulty {
 		res.MinimumDifficulty = true
 		if req.MinDifficulty > 0 {
-			m.floor = clamp(req.MinDifficulty, m.srv.opts.MinDifficulty, m.srv.opts.MaxDifficulty)
-			if m.diff < m.floor {
-				out = m.setDiff(out, m.floor)
+			m.minReq = req.MinDifficulty
+			if f := m.floor(m.srv.vardiff()); m.diff < f {
+				out = m.setDiff(out, f)
 			}
 		}
 	}
@@ -274,9 +274,16 @@ func (m *miner) poolMask() uint32 {
 	return versionMaskOffered
 }
 
+// floor is the lowest difficulty the miner may get: the configured minimum,
+// raised by the minimum-difficulty extension, never above the maximum.
+func (m *miner) floor(vd *Vardiff) float64 {
+	return clamp(max(vd.Min, m.minReq), vd.Min, vd.Max)
+}
+
 // suggest honours mining.suggest_difficulty within [floor, max].
 func (m *miner) suggest(out []byte, d float64) []byte {
-	d = clamp(d, m.floor, m.srv.opts.MaxDifficulty)
+	vd := m.srv.vardiff()
+	d = clamp(d, m.floor(vd), vd.Max)
 	if !m.diffSent {
 		m.diff, m.prevDiff = d, d
 		return out
@@ -374,7 +381,7 @@ func (m *miner) sweep(now time.Time) {
 		}
 		return
 	}
-	if m.diffSent && now.Sub(m.vdStart) >= m.srv.opts.RetargetInterval {
+	if m.diffSent && now.Sub(m.vdStart) >= m.srv.vardiff().Retarget {
 		m.retarget(now)
 	}
 }
@@ -382,8 +389,8 @@ func (m *miner) sweep(now time.Time) {
 // retarget applies vardiff over the window since vdStart and writes the
 // new difficulty, if any.
 func (m *miner) retarget(now time.Time) {
-	o := &m.srv.opts
-	d := stratum.Retarget(m.diff, m.vdShares, now.Sub(m.vdStart), o.TargetShareInterval, m.floor, o.MaxDifficulty)
+	vd := m.srv.vardiff()
+	d := stratum.Retarget(m.diff, m.vdShares, now.Sub(m.vdStart), vd.Target, m.floor(vd), vd.Max)
 	m.vdStart, m.vdShares = now, 0
 	if d == m.diff {
 		return
@@ -490,8 +497,9 @@ func (m *miner) submit(out, id []byte) []byte {
 	// Early retarget for miners far above the target rate (e.g. a new ASIC
 	// at the initial difficulty): no need to wait a whole interval.
 	if m.vdShares >= earlyRetargetShares {
-		if el := time.Since(m.vdStart); el < time.Duration(m.vdShares)*m.srv.opts.TargetShareInterval/4 {
-			d := stratum.Retarget(m.diff, m.vdShares, el, m.srv.opts.TargetShareInterval, m.floor, m.srv.opts.MaxDifficulty)
+		vd := m.srv.vardiff()
+		if el := time.Since(m.vdStart); el < time.Duration(m.vdShares)*vd.Target/4 {
+			d := stratum.Retarget(m.diff, m.vdShares, el, vd.Target, m.floor(vd), vd.Max)
 			m.vdStart, m.vdShares = time.Now(), 0
 			out = m.setDiff(out, d)
 		}
@@ -525,7 +533,9 @@ func (m *miner) forward(lj *laneJob, v *variant, w *worker, sub *stratum.Submit)
 	n += copy(us.Extranonce2[n:], sub.Extranonce2)
 	us.Extranonce2Len = uint8(n)
 	pc := m.srv.ctr.pool(lj.pool)
+	m.srv.inflight.Add(1)
 	if err := lj.sess.Submit(&us); err != nil {
+		m.srv.inflight.Add(-1)
 		return false, stratum.ReasonNoUpstream
 	}
 	pc.forwarded.Inc()

@@ -22,11 +22,7 @@ type Options struct {
 	PerWorker            bool          // worker_mode = "per-worker"
 	DisconnectWhenDown   bool          // when_all_down = "disconnect"
 
-	InitialDifficulty   float64
-	MinDifficulty       float64
-	MaxDifficulty       float64
-	TargetShareInterval time.Duration
-	RetargetInterval    time.Duration
+	Vardiff Vardiff // may be changed at run time with Server.SetVardiff
 
 	// FallbackExtranonce2Size is the pool extranonce2 size assumed for a
 	// miner that subscribes before any pool was ever reached.
@@ -51,25 +47,37 @@ func (o *Options) setDefaults() {
 	if o.MaxPendingWriteBytes <= 0 {
 		o.MaxPendingWriteBytes = 1 << 20
 	}
-	if o.InitialDifficulty <= 0 {
-		o.InitialDifficulty = 65536
-	}
-	if o.MinDifficulty <= 0 {
-		o.MinDifficulty = o.InitialDifficulty
-	}
-	if o.MaxDifficulty <= 0 {
-		o.MaxDifficulty = 1e12
-	}
-	if o.TargetShareInterval <= 0 {
-		o.TargetShareInterval = 10 * time.Second
-	}
-	if o.RetargetInterval <= 0 {
-		o.RetargetInterval = 60 * time.Second
-	}
+	o.Vardiff.setDefaults()
 	if o.FallbackExtranonce2Size <= 0 {
 		o.FallbackExtranonce2Size = 4
 	}
 	if o.Version == "" {
 		o.Version = "dev"
+	}
+}
+
+// Vardiff is the difficulty policy for miners.
+type Vardiff struct {
+	Initial  float64       // a new miner's difficulty
+	Min, Max float64       // bounds for vardiff, suggest_difficulty and minimum-difficulty
+	Target   time.Duration // aimed time between a miner's shares
+	Retarget time.Duration // vardiff looks at most this often
+}
+
+func (v *Vardiff) setDefaults() {
+	if v.Initial <= 0 {
+		v.Initial = 65536
+	}
+	if v.Min <= 0 {
+		v.Min = v.Initial
+	}
+	if v.Max <= 0 {
+		v.Max = 1e12
+	}
+	if v.Target <= 0 {
+		v.Target = 10 * time.Second
+	}
+	if v.Retarget <= 0 {
+		v.Retarget = 60 * time.Second
 	}
 }

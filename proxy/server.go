@@ -11,6 +11,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -63,6 +64,8 @@ type Server struct {
 	conns    atomic.Int64
 	lastEn2  atomic.Int32 // extranonce2 size of the most recent pool job
 	draining atomic.Bool
+	inflight atomic.Int64 // forwarded shares awaiting the pool's verdict
+	vd       atomic.Pointer[Vardiff]
 	allDown  atomic.Bool
 
 	lanesMu sync.Mutex
@@ -112,6 +115,8 @@ func New(opts Options, up Upstream) *Server {
 		switches: map[int]*pendingSwitch{},
 	}
 	s.ctr.init(s.met)
+	vd := opts.Vardiff
+	s.vd.Store(&vd)
 	s.lastEn2.Store(int32(opts.FallbackExtranonce2Size))
 	return s
 }
@@ -178,6 +183,19 @@ func (s *Server) Stop(ctx context.Context) error {
 	return nil
 }
 
+// vardiff returns the difficulty policy in force.
+func (s *Server) vardiff() *Vardiff { return s.vd.Load() }
+
+// SetVardiff changes the difficulty policy. Connected miners move into the
+// new bounds at their next retarget.
+func (s *Server) SetVardiff(v Vardiff) {
+	v.setDefaults()
+	s.vd.Store(&v)
+}
+
+// InFlight returns how many forwarded shares await the pool's verdict.
+func (s *Server) InFlight() int64 { return s.inflight.Load() }
+
 // Miners returns the number of connected miners.
 func (s *Server) Miners() int { return int(s.conns.Load()) }
 
@@ -223,9 +241,9 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		ip:        ip,
 		remote:    c.RemoteAddr().String(),
 		connected: time.Now(),
-		diff:      s.opts.InitialDifficulty,
-		floor:     s.opts.MinDifficulty,
 	}
+	vd := s.vardiff()
+	m.diff = clamp(vd.Initial, vd.Min, vd.Max)
 	m.prevDiff = m.diff
 	c.SetContext(m)
 	lp.miners[m] = struct{}{}
@@ -393,7 +411,9 @@ func (s *Server) Publish(idx int, sess *upstream.Session, j *upstream.Job, switc
 	if switched && prev != nil && prev.sess == sess && prev.up == j {
 		return // already mining exactly this (e.g. recovered before any change)
 	}
-	clean := j.Notify.Clean || switched || prev == nil || prev.sess != sess
+	// A new connection of the same session has a new extranonce1: work on
+	// the old one's jobs can no longer be carried upstream.
+	clean := j.Notify.Clean || switched || prev == nil || prev.sess != sess || !bytes.Equal(prev.up.Extranonce1, j.Extranonce1)
 	lj, err := l.buildJob(sess, j, clean)
 	if err != nil {
 		s.log.Warn().Err(err).Str("pool", sess.Pool().Name).Int("lane", idx).Msg("job refused")
@@ -467,6 +487,7 @@ func (s *Server) AllDown() {
 // Result counts a pool's verdict on a forwarded share. Called from
 // upstream goroutines.
 func (s *Server) Result(sess *upstream.Session, r *upstream.Result) {
+	s.inflight.Add(-1)
 	pool := sess.Pool().Name
 	pc := s.ctr.pool(pool)
 	switch {

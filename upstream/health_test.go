@@ -162,7 +162,7 @@ func TestExactlyOneResult(t *testing.T) {
 				return
 			}
 			conns.Add(1)
-			servePoolRandomly(ctx, pc, roll)
+			servePoolRandomly(ctx, pc, roll, 2*o.SubmitTimeout)
 		}
 	}()
 
@@ -230,9 +230,11 @@ func TestExactlyOneResult(t *testing.T) {
 }
 
 // servePoolRandomly plays the handshake, then answers each submit at
-// random, until the connection ends.
-func servePoolRandomly(ctx context.Context, pc *poolConn, roll func() int) {
+// random, until the connection ends. It drops the connection only once it
+// is older than minLife, so that submit timeouts happen too.
+func servePoolRandomly(ctx context.Context, pc *poolConn, roll func() int, minLife time.Duration) {
 	defer pc.close()
+	born := time.Now()
 	next := func() (req, bool) {
 		select {
 		case r := <-pc.in:
@@ -266,7 +268,7 @@ func servePoolRandomly(ctx context.Context, pc *poolConn, roll func() int) {
 					time.Sleep(200 * time.Millisecond)
 					pc.reply(r, "true")
 				}()
-			case p < 98: // answered twice
+			case p < 98 || time.Since(born) < minLife: // answered twice
 				pc.reply(r, "true")
 				pc.reply(r, "false")
 			default: // the pool drops the connection

@@ -40,7 +40,8 @@ type ManagerOptions struct {
 // is active, ranked better than the active one (to notice its recovery), or
 // among the Standby pools after it. It moves all lanes to the best live
 // pool when the active one goes dark, and back to a better pool once it has
-// been live for FailbackAfter.
+// been live for its hold: FailbackAfter, doubled each time the pool went
+// dark again soon after miners returned to it (see hold).
 type Manager struct {
 	opts ManagerOptions
 	log  zerolog.Logger
@@ -75,7 +76,16 @@ type poolRun struct {
 	darkSince  time.Time
 	darkReason string
 	removed    bool
+	// strikes counts failbacks to this pool that ended with it going dark
+	// again within its hold; each doubles the hold.
+	strikes int
+	// failbackAt is when miners last returned to this pool by failback;
+	// zero once they have stayed for its hold.
+	failbackAt time.Time
 }
+
+// maxStrikes caps the failback hold at FailbackAfter << maxStrikes.
+const maxStrikes = 4
 
 // NewManager returns a Manager for pools ranked best first.
 func NewManager(pools []Pool, opts ManagerOptions, sink Sink) *Manager {
@@ -291,6 +301,14 @@ func (m *Manager) refresh(p *poolRun, reason string) {
 		p.darkSince = now.Add(-m.detectionLag(reason))
 		p.darkReason = reason
 		m.log.Warn().Str("pool", p.pool.Name).Str("state", st.String()).Str("reason", reason).Msg("pool not live")
+		if p == m.active && !p.failbackAt.IsZero() {
+			if now.Sub(p.failbackAt) < m.hold(p) && reason != "stopped" {
+				p.strikes = min(p.strikes+1, maxStrikes)
+				m.log.Warn().Str("pool", p.pool.Name).Int("strikes", p.strikes).Float64("hold_s", m.hold(p).Seconds()).
+					Msg("pool went dark again soon after failback: holding it longer")
+			}
+			p.failbackAt = time.Time{}
+		}
 	}
 	if met := m.opts.Metrics; met != nil {
 		met.SetPoolState(p.pool.Name, st.String())
@@ -364,8 +382,11 @@ func (m *Manager) decide(reason string) {
 	now := time.Now()
 	switch {
 	case m.active != nil && m.active.state == StateLive && !m.active.removed:
+		if a := m.active; !a.failbackAt.IsZero() && now.Sub(a.failbackAt) >= m.hold(a) {
+			a.strikes, a.failbackAt = 0, time.Time{} // it held up: forgiven
+		}
 		// Stay, unless a better pool has been live long enough.
-		if best != nil && best.rank < m.active.rank && now.Sub(best.liveSince) >= m.opts.FailbackAfter {
+		if best != nil && best.rank < m.active.rank && now.Sub(best.liveSince) >= m.hold(best) {
 			m.switchTo(best, "failback", now)
 		}
 	case best != nil && m.active == nil && !m.allDown && best.rank > 0 && now.Sub(m.runStart) < m.startGrace():
@@ -411,6 +432,9 @@ func (m *Manager) switchTo(p *poolRun, reason string, now time.Time) {
 	m.setActive(p)
 	m.allDown = false
 	m.lastSeen = now
+	if reason == "failback" {
+		p.failbackAt = now
+	}
 	if from == nil && reason == "startup" {
 		m.log.Info().Str("pool", p.pool.Name).Msg("mining on pool")
 	} else {
@@ -438,6 +462,17 @@ func (m *Manager) switchTo(p *poolRun, reason string, now time.Time) {
 		}
 		m.sink.Publish(lane, s, j, true)
 	}
+}
+
+// hold is how long p must be live before miners fail back to it:
+// FailbackAfter, doubled for every failback after which p went dark again
+// within its hold (up to maxStrikes times). Some pools look healthy while
+// idle and fail only under shares — one that rejects every share still
+// connects, authorizes and sends jobs — so going back is the only way to
+// learn they recovered; the doubling keeps those retries from becoming a
+// yo-yo.
+func (m *Manager) hold(p *poolRun) time.Duration {
+	return m.opts.FailbackAfter << min(p.strikes, maxStrikes)
 }
 
 // detectionLag is how long before its detection a darkness began: a

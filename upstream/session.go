@@ -139,8 +139,14 @@ type Options struct {
 
 // Handler receives a Session's events. Calls for one Session are made one
 // at a time, in the order the events happened, with the Session's lock held:
-// methods must return quickly and must not block. They may call the
-// Session's methods (State, Current, Extranonce, Submit, Authorize, …).
+// methods must return quickly and must not block. When SessionState runs,
+// State already returns the new state.
+//
+// No Session method waits for that lock (State, Current and Extranonce are
+// atomic loads, Submit and Authorize use their own short locks), so a
+// Handler may call them, and may take a lock of its own under which other
+// goroutines call them.
+//
 // Pointers passed to a Handler are valid only during the call, except *Job,
 // which is immutable and may be kept.
 type Handler interface {
@@ -404,7 +410,8 @@ func (s *Session) Authorize(worker string) {
 // state, resolves pending submits as lost, waits (backoff with jitter, or
 // the pool's client.reconnect wait) and redials. When ctx is done it closes
 // the connection, resolves what is pending as ReasonUpstreamDown, reports
-// StateDown ("stopped") and returns. Run may be called once.
+// StateDown ("stopped") unless already down, and returns. Run may be called
+// once; a second call logs an error and returns at once.
 func (s *Session) Run(ctx context.Context) {
 	if !s.running.CompareAndSwap(false, true) {
 		s.log.Error().Msg("Session.Run called twice")

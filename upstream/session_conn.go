@@ -460,7 +460,7 @@ func (c *conn) clientReconnect(m *stratum.Message, line []byte) {
 		return
 	}
 	t := &reconnectTarget{addr: s.ep.addr()}
-	if _ = strings.EqualFold; true {
+	if r.Host == "" || strings.EqualFold(r.Host, s.ep.host) {
 		port := int(s.ep.port)
 		if r.Port != 0 {
 			port = r.Port
@@ -583,7 +583,7 @@ func (c *conn) workerAuths(buf []byte) []byte {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	for name, w := range s.workers {
-		if w.conn == c.serial {
+		if w.conn != 0 {
 			continue
 		}
 		delete(s.workerIDs, w.id)

@@ -21,6 +21,11 @@ import (
 // busy machine does not flake, and never reached when things work.
 const waitFor = 5 * time.Second
 
+// slack is subtracted from lower time bounds measured between two Handler
+// events: the session starts its clock a moment before the first event is
+// recorded.
+const slack = 25 * time.Millisecond
+
 // ---- a fake pool speaking Stratum lines over real TCP on 127.0.0.1 ----
 
 type fakePool struct {

@@ -95,13 +95,53 @@ func runProxy(args []string, stderr io.Writer) int {
 		return 1
 	}
 	log.Info().Str("version", version).Str("miners", a.MinerAddr()).Int("pools", len(cfg.Pools)).Msg("switchyard running")
-	<-ctx.Done()
-	log.Info().Msg("shutting down")
-	if err := a.Stop(); err != nil {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for running := true; running; {
+		select {
+		case <-ctx.Done():
+			running = false
+		case <-hup:
+			reload(a, *path, log)
+		}
+	}
+	log.Info().Msg("shutting down: closing miners, draining forwarded shares")
+	err = a.Stop()
+	t := a.Totals()
+	log.Info().Float64("accepted", t.Accepted).Float64("rejected", t.Rejected).Float64("lost", t.Lost).
+		Float64("forwarded", t.Forwarded).Float64("pool_accepted", t.PoolAccepted).Float64("pool_rejected", t.PoolRejected).
+		Float64("pool_lost", t.PoolLost).Msg("final share accounting")
+	if err != nil {
 		log.Error().Err(err).Msg("stopped with error")
 		return 1
 	}
 	return 0
+}
+
+// reload re-reads the config on SIGHUP. An invalid file is refused and the
+// running configuration stays.
+func reload(a *app.App, path string, log zerolog.Logger) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		log.Error().Err(err).Str("config", path).Msg("reload refused: keeping the running configuration")
+		return
+	}
+	restart, err := a.Reload(cfg)
+	if err != nil {
+		log.Error().Err(err).Msg("reload refused: keeping the running configuration")
+		return
+	}
+	setLevel(cfg.Log)
+	names := make([]string, len(cfg.Pools))
+	for i, p := range cfg.Pools {
+		names[i] = p.Name
+	}
+	ev := log.Info().Strs("pools", names)
+	if len(restart) > 0 {
+		ev = ev.Strs("need_restart", restart)
+	}
+	ev.Msg("configuration reloaded")
 }
 
 func check(args []string, stdout, stderr io.Writer) int {
@@ -142,21 +182,27 @@ func check(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// newLogger builds the process logger from [log].
+// newLogger builds the process logger from [log]. The level is zerolog's
+// global level, so that SIGHUP can change it.
 func newLogger(c config.Log, w io.Writer) zerolog.Logger {
-	lvl, err := zerolog.ParseLevel(c.Level)
-	if err != nil || c.Level == "" {
-		lvl = zerolog.InfoLevel
-	}
+	setLevel(c)
 	if c.Format == config.LogFormatJSON {
-		return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
+		return zerolog.New(w).With().Timestamp().Logger()
 	}
 	noColor := true
 	if f, ok := w.(*os.File); ok {
 		noColor = !isatty.IsTerminal(f.Fd())
 	}
 	cw := zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly, NoColor: noColor}
-	return zerolog.New(cw).Level(lvl).With().Timestamp().Logger()
+	return zerolog.New(cw).With().Timestamp().Logger()
+}
+
+func setLevel(c config.Log) {
+	lvl, err := zerolog.ParseLevel(c.Level)
+	if err != nil || c.Level == "" {
+		lvl = zerolog.InfoLevel
+	}
+	zerolog.SetGlobalLevel(lvl)
 }
 
 // raiseFileLimit lifts the soft open-files limit to the hard limit: every

@@ -1,0 +1,64 @@
+package app
+
+// Totals is switchyard's share accounting, summed over pools and reasons.
+//
+// Every share a miner submits is answered once: Accepted + Rejected + Lost
+// equals the submits switchyard read (Lost: valid, answered, but no pool
+// could take it). Every forwarded share ends once at its pool:
+// Forwarded = PoolAccepted + PoolRejected + PoolLost + in flight.
+type Totals struct {
+	Accepted     float64 `json:"accepted"`
+	Rejected     float64 `json:"rejected"`
+	Lost         float64 `json:"lost"`
+	Forwarded    float64 `json:"forwarded"`
+	PoolAccepted float64 `json:"pool_accepted"`
+	PoolRejected float64 `json:"pool_rejected"`
+	PoolLost     float64 `json:"pool_lost"`
+}
+
+// Totals reads the share counters from the registry.
+func (a *App) Totals() Totals {
+	var t Totals
+	mfs, err := a.Registry.Gather()
+	if err != nil {
+		return t
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			c := m.GetCounter()
+			if c == nil {
+				continue
+			}
+			result := ""
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" {
+					result = l.GetValue()
+				}
+			}
+			v := c.GetValue()
+			switch mf.GetName() {
+			case "switchyard_shares_total":
+				switch result {
+				case "accepted":
+					t.Accepted += v
+				case "rejected":
+					t.Rejected += v
+				case "lost":
+					t.Lost += v
+				}
+			case "switchyard_pool_shares_forwarded_total":
+				t.Forwarded += v
+			case "switchyard_pool_shares_total":
+				switch result {
+				case "accepted":
+					t.PoolAccepted += v
+				case "rejected":
+					t.PoolRejected += v
+				case "lost":
+					t.PoolLost += v
+				}
+			}
+		}
+	}
+	return t
+}
