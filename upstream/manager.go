@@ -553,13 +553,19 @@ func (m *Manager) startPool(p *poolRun) {
 	}
 }
 
+// stopPool takes a pool out of service. Its sessions stay connected for one
+// submit_timeout so that shares already forwarded get their answers (a
+// pool that leaves the standby set right after a failback still has some).
 func (m *Manager) stopPool(p *poolRun) {
 	if len(p.sessions) == 0 {
 		return
 	}
-	for _, c := range p.cancels {
-		c()
-	}
+	cancels := p.cancels
+	time.AfterFunc(m.opts.Session.SubmitTimeout, func() {
+		for _, c := range cancels {
+			c()
+		}
+	})
 	p.sessions, p.cancels, p.established = nil, nil, nil
 	p.state = StateDown
 	p.liveSince = time.Time{}

@@ -1,7 +1,5 @@
 package upstream
 
-import "time"
-
 // SetPools replaces the ranked pool list at run time (SIGHUP). Pools are
 // matched by name: an unchanged pool keeps its sessions and only takes its
 // new rank; a pool whose settings changed is retired and started afresh;
@@ -42,22 +40,10 @@ func (m *Manager) SetPools(pools []Pool) {
 	m.decide("removed")
 }
 
-// retire stops a pool that left the configuration. Its sessions stay open
-// for one submit_timeout so shares already forwarded get their answers.
-// Called with m.mu held.
+// retire stops a pool that left the configuration. Called with m.mu held.
 func (m *Manager) retire(p *poolRun, why string) {
 	m.log.Info().Str("pool", p.pool.Name).Str("reason", why).Msg("pool retired")
-	cancels := p.cancels
-	p.cancels = nil
-	for range cancels {
-		p.cancels = append(p.cancels, func() {})
-	}
 	m.stopPool(p)
-	time.AfterFunc(m.opts.Session.SubmitTimeout, func() {
-		for _, c := range cancels {
-			c()
-		}
-	})
 	p.removed = true
 	p.state = StateDown
 	p.darkReason = "removed"

@@ -273,8 +273,10 @@ type workerAuth struct {
 }
 
 // NewSession returns a Session for pool p. lane is the caller's index for
-// it (the ranked position), kept for Lane and logs. h must not be nil.
-// Nothing happens until Run.
+// it, kept for Lane and logs. h must not be nil. Nothing happens until Run.
+// NewSession parses the URL and pin and reads TLSCAFile; a problem with
+// them makes every dial fail with a reason that names it ("dial: pool url
+// …", "dial: tls ca file: …").
 func NewSession(p Pool, lane int, opts Options, h Handler) *Session {
 	setDefaults(&opts)
 	s := &Session{

@@ -23,7 +23,8 @@ const maxBatch = 32 << 10
 // maxReconnectWait caps the wait a pool may ask for in client.reconnect.
 const maxReconnectWait = 5 * time.Minute
 
-// conn is one connection's state. Its fields below mu are guarded by s.mu.
+// conn is one connection's state; the fields after the mark are guarded by
+// s.mu.
 type conn struct {
 	s      *Session
 	serial uint64   // 1, 2, … per Session
@@ -583,7 +584,7 @@ func (c *conn) workerAuths(buf []byte) []byte {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	for name, w := range s.workers {
-		if w.conn != 0 {
+		if w.conn == c.serial {
 			continue
 		}
 		delete(s.workerIDs, w.id)

@@ -26,6 +26,13 @@ const waitFor = 5 * time.Second
 // recorded.
 const slack = 25 * time.Millisecond
 
+// lateOK is how late a timeout may be noticed in tests: a few health ticks,
+// plus scheduling on a loaded machine running -race.
+const lateOK = 250 * time.Millisecond
+
+// shortTimeout is the SubmitTimeout of tests that wait for it.
+const shortTimeout = 300 * time.Millisecond
+
 // ---- a fake pool speaking Stratum lines over real TCP on 127.0.0.1 ----
 
 type fakePool struct {
@@ -408,11 +415,12 @@ func (r *recorder) noResult(d time.Duration) {
 
 // ---- sessions under test ----
 
-// testOptions are short timeouts for tests.
+// testOptions has timeouts that a loaded machine never hits; tests of a
+// timeout set it short themselves (shortTimeout).
 func testOptions(t *testing.T) Options {
 	return Options{
-		DialTimeout:   2 * time.Second,
-		SubmitTimeout: 300 * time.Millisecond,
+		DialTimeout:   5 * time.Second,
+		SubmitTimeout: 2 * time.Second,
 		JobTimeout:    10 * time.Second,
 		BackoffMin:    20 * time.Millisecond,
 		BackoffMax:    100 * time.Millisecond,
