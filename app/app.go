@@ -44,7 +44,8 @@ type App struct {
 }
 
 // Start builds and starts switchyard from cfg. It returns once the miner
-// listener (and the HTTP listener, if configured) accept connections.
+// listener (and the HTTP listener, if configured) accept connections. ctx
+// bounds the start only: a running App stops with Stop, which drains.
 func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, version string) (*App, error) {
 	pools, err := Pools(cfg)
 	if err != nil {
@@ -68,7 +69,7 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, version 
 
 	// The proxy stops first (Stop), the pools only once forwarded shares
 	// have their answers.
-	rest, stopRest := context.WithCancel(ctx)
+	rest, stopRest := context.WithCancel(context.WithoutCancel(ctx))
 	px, stopProxy := context.WithCancel(rest)
 	a.stopProxy, a.stopRest = stopProxy, stopRest
 	a.wg.Add(1)
@@ -218,17 +219,20 @@ func ManagerOptions(cfg *config.Config, log zerolog.Logger, met *metrics.Metrics
 	f := cfg.Failover
 	return upstream.ManagerOptions{
 		Session: upstream.Options{
-			DialTimeout:    f.DialTimeout.Duration(),
-			SubmitTimeout:  f.SubmitTimeout.Duration(),
-			JobTimeout:     f.JobTimeout.Duration(),
-			Keepalive:      f.Keepalive.Duration(),
-			UserTimeout:    f.UserTimeout.Duration(),
-			BackoffMin:     f.BackoffMin.Duration(),
-			BackoffMax:     f.BackoffMax.Duration(),
-			VersionMask:    0x1fffe000,
-			MaxRejectRatio: f.MaxRejectRatio,
-			RejectWindow:   f.RejectWindow,
-			Log:            log,
+			DialTimeout:   f.DialTimeout.Duration(),
+			SubmitTimeout: f.SubmitTimeout.Duration(),
+			JobTimeout:    f.JobTimeout.Duration(),
+			Keepalive:     f.Keepalive.Duration(),
+			UserTimeout:   f.UserTimeout.Duration(),
+			BackoffMin:    f.BackoffMin.Duration(),
+			BackoffMax:    f.BackoffMax.Duration(),
+			VersionMask:   upstream.DefaultVersionMask,
+			// A pool must leave miners at least one byte of extranonce2
+			// after switchyard's prefix.
+			MinExtranonce2Size: cfg.Server.Extranonce1Size + 1,
+			MaxRejectRatio:     f.MaxRejectRatio,
+			RejectWindow:       f.RejectWindow,
+			Log:                log,
 		},
 		FailbackAfter: f.FailbackAfter.Duration(),
 		Standby:       f.Standby,

@@ -14,11 +14,13 @@ type Totals struct {
 	PoolAccepted float64 `json:"pool_accepted"`
 	PoolRejected float64 `json:"pool_rejected"`
 	PoolLost     float64 `json:"pool_lost"`
+	// LostBy counts Lost and PoolLost shares by reason.
+	LostBy map[string]float64 `json:"lost_by"`
 }
 
 // Totals reads the share counters from the registry.
 func (a *App) Totals() Totals {
-	var t Totals
+	t := Totals{LostBy: map[string]float64{}}
 	mfs, err := a.Registry.Gather()
 	if err != nil {
 		return t
@@ -29,13 +31,19 @@ func (a *App) Totals() Totals {
 			if c == nil {
 				continue
 			}
-			result := ""
+			result, reason := "", ""
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "result" {
+				switch l.GetName() {
+				case "result":
 					result = l.GetValue()
+				case "reason":
+					reason = l.GetValue()
 				}
 			}
 			v := c.GetValue()
+			if result == "lost" && v > 0 {
+				t.LostBy[reason] += v
+			}
 			switch mf.GetName() {
 			case "switchyard_shares_total":
 				switch result {

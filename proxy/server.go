@@ -500,6 +500,10 @@ func (s *Server) Result(sess *upstream.Session, r *upstream.Result) {
 		s.log.Debug().Str("pool", pool).Int("code", r.Code).Str("message", r.Message).Msg("pool rejected a share switchyard accepted")
 	default:
 		pc.lost[r.Reason].Inc()
+		if e := s.log.Debug(); e.Enabled() {
+			e.Str("pool", pool).Str("reason", r.Reason.String()).Str("pool_job_id", r.JobID).
+				Uint32("nonce", r.Nonce).Int("lane", sess.Lane()).Msg("forwarded share lost")
+		}
 	}
 }
 

@@ -111,7 +111,7 @@ func runProxy(args []string, stderr io.Writer) int {
 	t := a.Totals()
 	log.Info().Float64("accepted", t.Accepted).Float64("rejected", t.Rejected).Float64("lost", t.Lost).
 		Float64("forwarded", t.Forwarded).Float64("pool_accepted", t.PoolAccepted).Float64("pool_rejected", t.PoolRejected).
-		Float64("pool_lost", t.PoolLost).Msg("final share accounting")
+		Float64("pool_lost", t.PoolLost).Interface("lost_by", t.LostBy).Msg("final share accounting")
 	if err != nil {
 		log.Error().Err(err).Msg("stopped with error")
 		return 1

@@ -149,6 +149,17 @@ func startBinary(t *testing.T, cfgPath string) *proc {
 	return p
 }
 
+// dump logs every line switchyard wrote except per-miner ones.
+func (p *proc) dump() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.logs {
+		if m := l["message"]; m != "miner authorized" && m != "miner disconnected" {
+			p.t.Log(l)
+		}
+	}
+}
+
 // find returns the first log line with message msg, or nil.
 func (p *proc) find(msg string) map[string]any {
 	p.mu.Lock()
@@ -301,6 +312,7 @@ func TestReloadAndDrain(t *testing.T) {
 	poolRejected := pools[0].Stats().RejectedTotal() + pools[1].Stats().RejectedTotal()
 	if num("pool_lost") != 0 || num("forwarded") != num("pool_accepted")+num("pool_rejected") {
 		t.Errorf("forwarded shares not all answered before exit: %v", final)
+		p.dump()
 	}
 	if num("pool_accepted") != poolAccepted || num("pool_rejected") != poolRejected {
 		t.Errorf("switchyard counted %d/%d accepted/rejected at the pools, the pools counted %d/%d",
