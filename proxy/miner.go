@@ -525,6 +525,7 @@ func (m *miner) forward(lj *laneJob, v *variant, w *worker, sub *stratum.Submit)
 		Version:    sub.Version,
 		HasVersion: sub.HasVersion,
 		Difficulty: m.res.Difficulty,
+		Conn:       lj.up.Conn,
 	}
 	// Pool extranonce2 = pad ‖ prefix ‖ miner's extranonce2. The pad is
 	// already in the miner's coinb1 (see lane.buildJob): zeros.

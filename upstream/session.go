@@ -173,6 +173,7 @@ type Job struct {
 	Extranonce2Size int             // the pool's extranonce2 size, bytes
 	VersionMask     uint32          // version-rolling mask agreed with the pool; 0: no rolling
 	Received        time.Time
+	Conn            uint64 // the connection (1, 2, … per Session) that delivered the job
 }
 
 // Submit is one share to forward. It is a value: Session.Submit copies it,
@@ -188,6 +189,10 @@ type Submit struct {
 	Version        uint32 // rolled version bits, sent when HasVersion
 	HasVersion     bool
 	Difficulty     float64 // the pool difficulty the share was checked against, for the caller's accounting
+	// Conn is Job.Conn of the share's job; a share whose job came from an
+	// earlier connection is lost (upstream_down) rather than sent to a
+	// pool that never issued it. 0: unchecked.
+	Conn uint64
 }
 
 // Result is the outcome of one Submit.

@@ -415,6 +415,7 @@ func (c *conn) notify(m *stratum.Message) {
 		Extranonce2Size: c.en2Size,
 		VersionMask:     c.mask,
 		Received:        now,
+		Conn:            c.serial,
 	}
 	c.lastJobAt = now
 	s.log.Debug().Str("job_id", n.JobID).Bool("clean", n.Clean).Float64("difficulty", c.diff).Msg("pool job")
@@ -560,7 +561,9 @@ func (c *conn) drain(buf []byte) []byte {
 // failed connection it is lost at once. s.mu is held.
 func (c *conn) register(buf []byte, sub *Submit) []byte {
 	s := c.s
-	if c.failed {
+	if c.failed || (sub.Conn != 0 && sub.Conn != c.serial) {
+		// A share for a job of an earlier connection: its extranonce1
+		// is gone with that connection, the pool would refuse it.
 		s.result(sub, stratum.ReasonUpstreamDown, 0, "", 0)
 		return buf
 	}

@@ -902,3 +902,31 @@ func TestQueuedSubmitsLostOnDown(t *testing.T) {
 		}
 	}
 }
+
+// TestSubmitForEarlierConnection: a share whose job came from an earlier
+// connection (another extranonce1) is lost, not sent to the pool.
+func TestSubmitForEarlierConnection(t *testing.T) {
+	t.Parallel()
+	fp := newFakePool(t)
+	s, rec, _ := startSession(t, testPool(fp.url()), testOptions(t))
+	pc := goLive(t, fp, rec, hs{})
+	cur := s.Current()
+	if cur == nil || cur.Conn != 1 {
+		t.Fatalf("first connection's job: %+v", cur)
+	}
+	old := testSubmit(7)
+	old.Conn = cur.Conn + 1 // not this connection
+	mustSubmit(t, s, old)
+	if r := rec.result(); r.Ticket != 7 || r.Reason != stratum.ReasonUpstreamDown {
+		t.Fatalf("result %+v, want ticket 7 lost upstream_down", r)
+	}
+	pc.quiet(200 * time.Millisecond)
+
+	ok := testSubmit(8)
+	ok.Conn = cur.Conn
+	mustSubmit(t, s, ok)
+	pc.reply(pc.expect(stratum.MethodSubmit), "true")
+	if r := rec.result(); r.Ticket != 8 || !r.Accepted {
+		t.Fatalf("result %+v, want ticket 8 accepted", r)
+	}
+}
