@@ -524,7 +524,7 @@ func (m *miner) forward(lj *laneJob, v *variant, w *worker, sub *stratum.Submit)
 		Nonce:      sub.Nonce,
 		Version:    sub.Version,
 		HasVersion: sub.HasVersion,
-		Difficulty: m.res.Difficulty,
+		Difficulty: lj.up.Difficulty,
 		Conn:       lj.up.Conn,
 	}
 	// Pool extranonce2 = pad ‖ prefix ‖ miner's extranonce2. The pad is
@@ -540,7 +540,7 @@ func (m *miner) forward(lj *laneJob, v *variant, w *worker, sub *stratum.Submit)
 		return false, stratum.ReasonNoUpstream
 	}
 	pc.forwarded.Inc()
-	pc.forwardedDiff.Add(m.res.Difficulty)
+	pc.forwardedDiff.Add(lj.up.Difficulty) // what the pool credits
 	return true, stratum.ReasonNone
 }
 
