@@ -32,7 +32,6 @@ type counters struct {
 	shareDiff     prometheus.Counter
 	malformed     prometheus.Counter
 	unknownMethod prometheus.Counter
-	reconnects    prometheus.Counter
 
 	mu    sync.RWMutex
 	pools map[string]*poolCounters
@@ -57,7 +56,6 @@ func (c *counters) init(m *metrics.Metrics) {
 	c.shareDiff = m.ShareDifficulty
 	c.malformed = m.Shares.WithLabelValues("rejected", "malformed_line")
 	c.unknownMethod = m.LimitHits.WithLabelValues("unknown_method")
-	c.reconnects = m.ConnectionsClosed.WithLabelValues("extranonce_reconnect_sent")
 }
 
 func (c *counters) limit(name string) { c.met.LimitHits.WithLabelValues(name).Inc() }

@@ -327,7 +327,6 @@ func (m *miner) appendJob(out []byte, lj *laneJob) []byte {
 		// The new pool's extranonce2 is smaller than this miner's.
 		newSize := minerEn2(lj.up.Extranonce2Size, m.srv.opts.PrefixBytes)
 		if !m.en2Sub || newSize == 0 {
-			m.srv.ctr.reconnects.Inc()
 			m.closeReason = "extranonce_reconnect"
 			out = stratum.AppendReconnect(out, "", 0, 0)
 			return out
@@ -340,9 +339,6 @@ func (m *miner) appendJob(out []byte, lj *laneJob) []byte {
 		// The new pool allows fewer bits: tell the miner (BIP310).
 		m.mask = stratum.NegotiateMask(m.minerMask, lj.up.VersionMask)
 		out = stratum.AppendSetVersionMask(out, m.mask)
-	}
-	if lj.clean {
-		m.dedup.Reset()
 	}
 	m.lastJob = lj
 	return append(out, v.line...)
