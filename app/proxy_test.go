@@ -208,3 +208,41 @@ func (c *client) failing(n *stratum.Notify, good share) share {
 		}
 	}
 }
+
+// Per-worker series credit each share to the worker named in its submit,
+// whether accepted or rejected, when one connection carries several workers.
+func TestPerWorkerSeries(t *testing.T) {
+	r := newRig(t, 1, nil, func(c *config.Config) {
+		c.Metrics.PerWorker = true
+		c.Server.Extranonce1Size = 2
+	})
+	c := dialClient(t, r.app.MinerAddr())
+	c.handshake("rig.a")
+	if m := c.call(stratum.MethodAuthorize, `["rig.b","x"]`); !stratum.IsTrue(m.Result) {
+		t.Fatalf("second authorize: %s %s", m.Result, m.Error)
+	}
+	job := c.waitJobs(1)
+	good := c.grind(job, []byte{0, 1}, 0, 0)
+	if code := c.submit("rig.b", good); code != 0 {
+		t.Fatalf("valid share for rig.b: code %d", code)
+	}
+	if code := c.submit("rig.b", good); code != stratum.CodeDuplicate {
+		t.Fatalf("duplicate for rig.b: code %d", code)
+	}
+	for i := 0; i < 2; i++ {
+		if code := c.submit("rig.a", c.failing(job, good)); code != stratum.CodeLowDifficulty {
+			t.Fatalf("low-difficulty share for rig.a: code %d", code)
+		}
+	}
+	for _, tc := range []struct {
+		worker, result string
+		want           float64
+	}{
+		{"rig.a", "accepted", 0}, {"rig.a", "rejected", 2},
+		{"rig.b", "accepted", 1}, {"rig.b", "rejected", 1},
+	} {
+		if got := r.counter("switchyard_worker_shares_total", "worker", tc.worker, "result", tc.result); got != tc.want {
+			t.Errorf("worker %s %s: %v, want %v", tc.worker, tc.result, got, tc.want)
+		}
+	}
+}

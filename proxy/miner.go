@@ -46,6 +46,7 @@ type miner struct {
 	mask         uint32 // agreed version-rolling mask (0: none)
 
 	workers  []worker
+	cur      *worker // the worker of the submit being handled, for rejects
 	diffSent bool
 	diff     float64
 	prevDiff float64
@@ -427,6 +428,8 @@ func (m *miner) submit(out, id []byte) []byte {
 	if w == nil {
 		return m.reject(out, id, stratum.ReasonNotAuthorized)
 	}
+	m.cur = w
+	defer func() { m.cur = nil }()
 	lj, why := m.lane.lookup(sub.JobID)
 	if why != stratum.ReasonNone {
 		return m.reject(out, id, why)
@@ -556,8 +559,10 @@ func (m *miner) findWorker(name []byte) *worker {
 
 func (m *miner) reject(out, id []byte, r stratum.Reason) []byte {
 	m.rejected++
-	if len(m.workers) > 0 {
-		m.workers[0].series.Rejected()
+	if m.cur != nil {
+		m.cur.series.Rejected()
+	} else if len(m.workers) > 0 {
+		m.workers[0].series.Rejected() // the share named no known worker
 	}
 	m.srv.ctr.shares.rejected[r].Inc()
 	if e := m.srv.log.Debug(); e.Enabled() {
