@@ -55,6 +55,7 @@ type Manager struct {
 	allDown  bool
 	workers  map[int]map[string]struct{} // lane -> per-worker names
 	started  bool
+	closing  bool         // Run's context is done: sessions are being stopped
 	minEn2   atomic.Int32 // smallest extranonce2 size any pool has offered
 	runStart time.Time
 	lastSeen time.Time
@@ -120,6 +121,7 @@ func (m *Manager) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			m.mu.Lock()
+			m.closing = true
 			for _, p := range m.pools {
 				m.stopPool(p)
 			}
@@ -236,8 +238,13 @@ func (m *Manager) SessionState(s *Session, st State, reason string) {
 	if met := m.opts.Metrics; met != nil && st == StateConnecting {
 		met.PoolReconnects.WithLabelValues(p.pool.Name).Inc()
 	}
+	if m.ctx != nil && m.ctx.Err() != nil {
+		m.closing = true // the sessions may see the context end first
+	}
 	m.refresh(p, reason)
-	m.decide(reason)
+	if !m.closing { // shutting down: no failover, no "all down"
+		m.decide(reason)
+	}
 }
 
 // SessionJob implements Handler: jobs of the active pool go to miners.
@@ -300,7 +307,11 @@ func (m *Manager) refresh(p *poolRun, reason string) {
 		p.liveSince = time.Time{}
 		p.darkSince = now.Add(-m.detectionLag(reason))
 		p.darkReason = reason
-		m.log.Warn().Str("pool", p.pool.Name).Str("state", st.String()).Str("reason", reason).Msg("pool not live")
+		ev := m.log.Warn()
+		if m.closing {
+			ev = m.log.Debug()
+		}
+		ev.Str("pool", p.pool.Name).Str("state", st.String()).Str("reason", reason).Msg("pool not live")
 		if p == m.active && !p.failbackAt.IsZero() {
 			if now.Sub(p.failbackAt) < m.hold(p) && reason != "stopped" {
 				p.strikes = min(p.strikes+1, maxStrikes)
