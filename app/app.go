@@ -31,6 +31,7 @@ type App struct {
 	log     zerolog.Logger
 	started time.Time
 	version string
+	history *History
 
 	mu  sync.Mutex
 	cfg *config.Config
@@ -43,10 +44,28 @@ type App struct {
 	minerAddr, httpAddr string
 }
 
+// Option adjusts how Start builds an App.
+type Option func(*options)
+
+type options struct {
+	historyInterval time.Duration
+}
+
+// WithHistoryInterval sets the time between the hashrate samples kept for
+// the status page (default 10s; the window stays 30 minutes, at most 1024
+// samples).
+func WithHistoryInterval(d time.Duration) Option {
+	return func(o *options) { o.historyInterval = d }
+}
+
 // Start builds and starts switchyard from cfg. It returns once the miner
 // listener (and the HTTP listener, if configured) accept connections. ctx
 // bounds the start only: a running App stops with Stop, which drains.
-func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, version string) (*App, error) {
+func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, version string, opts ...Option) (*App, error) {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
 	pools, err := Pools(cfg)
 	if err != nil {
 		return nil, err
@@ -57,7 +76,8 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, version 
 	for _, p := range pools {
 		met.InitPool(p.Name)
 	}
-	a := &App{Metrics: met, Registry: reg, log: log, started: time.Now(), version: version, cfg: cfg, proxyDone: make(chan struct{})}
+	a := &App{Metrics: met, Registry: reg, log: log, started: time.Now(), version: version, cfg: cfg, proxyDone: make(chan struct{}),
+		history: NewHistory(o.historyInterval, DefaultHistoryWindow)}
 
 	popts := ProxyOptions(cfg, log, met, version)
 	if cfg.Metrics.PerWorker {
@@ -72,8 +92,9 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, version 
 	rest, stopRest := context.WithCancel(context.WithoutCancel(ctx))
 	px, stopProxy := context.WithCancel(rest)
 	a.stopProxy, a.stopRest = stopProxy, stopRest
-	a.wg.Add(1)
+	a.wg.Add(2)
 	go func() { defer a.wg.Done(); a.Pools.Run(rest) }()
+	go func() { defer a.wg.Done(); a.sampleHistory(rest) }()
 	go func() {
 		defer close(a.proxyDone)
 		if err := a.Proxy.Serve(px); err != nil {
@@ -173,21 +194,76 @@ func (a *App) Reload(cfg *config.Config) (needRestart []string, err error) {
 
 // Status is the body of /api/v1/status.
 type Status struct {
-	Version       string                `json:"version"`
-	UptimeSeconds float64               `json:"uptime_seconds"`
-	ActivePool    string                `json:"active_pool"`
-	Pools         []upstream.PoolStatus `json:"pools"`
-	Miners        proxy.Summary         `json:"miners"`
+	Version       string        `json:"version"`
+	UptimeSeconds float64       `json:"uptime_seconds"`
+	ActivePool    string        `json:"active_pool"`
+	Pools         []PoolStatus  `json:"pools"`
+	Miners        proxy.Summary `json:"miners"`
+	// History is the hashrate forwarded to each pool over the last 30
+	// minutes (see History).
+	History HistoryView `json:"history"`
+}
+
+// PoolStatus is one pool in /api/v1/status: its state from the pool
+// manager and its share counters since start.
+type PoolStatus struct {
+	upstream.PoolStatus
+	// Forwarded counts shares sent to the pool; Accepted, Rejected and Lost
+	// count the pool's verdicts on them (lost: no answer, or the pool went
+	// away first).
+	Forwarded float64 `json:"forwarded"`
+	Accepted  float64 `json:"accepted"`
+	Rejected  float64 `json:"rejected"`
+	Lost      float64 `json:"lost"`
+	// HashrateHs is the newest history sample for the pool, in H/s.
+	HashrateHs float64 `json:"hashrate_hs"`
 }
 
 // Status reports the running state.
 func (a *App) Status() Status {
+	m := a.Metrics
+	forwarded := sumByPool(m.Forwarded, nil)
+	verdicts := map[string]map[string]float64{}
+	for _, r := range []string{metrics.ResultAccepted, metrics.ResultRejected, metrics.ResultLost} {
+		verdicts[r] = sumByPool(m.PoolVerdicts, func(l map[string]string) bool { return l["result"] == r })
+	}
+	latest := a.history.Latest()
+	var pools []PoolStatus
+	var order []string
+	for _, p := range a.Pools.Status() {
+		pools = append(pools, PoolStatus{
+			PoolStatus: p,
+			Forwarded:  forwarded[p.Name],
+			Accepted:   verdicts[metrics.ResultAccepted][p.Name],
+			Rejected:   verdicts[metrics.ResultRejected][p.Name],
+			Lost:       verdicts[metrics.ResultLost][p.Name],
+			HashrateHs: latest[p.Name],
+		})
+		order = append(order, p.Name)
+	}
 	return Status{
 		Version:       a.version,
 		UptimeSeconds: time.Since(a.started).Seconds(),
 		ActivePool:    a.Pools.Active(),
-		Pools:         a.Pools.Status(),
+		Pools:         pools,
 		Miners:        a.Proxy.Summary(),
+		History:       a.history.Snapshot(order),
+	}
+}
+
+// sampleHistory reads every pool's forwarded difficulty into the hashrate
+// history once per interval until ctx is done.
+func (a *App) sampleHistory(ctx context.Context) {
+	t := time.NewTicker(a.history.Interval())
+	defer t.Stop()
+	a.history.Record(time.Now(), sumByPool(a.Metrics.ForwardedDifficulty, nil))
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			a.history.Record(now, sumByPool(a.Metrics.ForwardedDifficulty, nil))
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"net"
@@ -41,7 +42,8 @@ type HandlerOptions struct {
 //	GET /healthz          200 "ok" or 503 "unhealthy", from opts.Healthy
 //	GET /api/v1/status    JSON of opts.Status()
 //	GET /api/v1/miners    JSON of opts.Miners()
-//	GET /                 a list of the above
+//	GET /                 the status page (status.html): pools, hashrate
+//	                      chart and miners, refreshed from the two APIs
 func Handler(g prometheus.Gatherer, opts HandlerOptions) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{
@@ -61,10 +63,7 @@ func Handler(g prometheus.Gatherer, opts HandlerOptions) http.Handler {
 	})
 	mux.Handle("GET /api/v1/status", jsonHandler(opts.Status))
 	mux.Handle("GET /api/v1/miners", jsonHandler(opts.Miners))
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("switchyard\n\n/metrics\n/healthz\n/api/v1/status\n/api/v1/miners\n"))
-	})
+	mux.HandleFunc("GET /{$}", servePage)
 	return newAuth(opts).wrap(mux)
 }
 
@@ -198,4 +197,21 @@ func ListenAndServe(ctx context.Context, addr string, h http.Handler) error {
 		return err
 	}
 	return Serve(ctx, ln, h)
+}
+
+// statusPage is the page served at /: self-contained HTML, CSS and
+// JavaScript that polls /api/v1/status and /api/v1/miners.
+//
+//go:embed status.html
+var statusPage []byte
+
+func servePage(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	// Only this page's own inline code, and requests back to its origin.
+	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+	_, _ = w.Write(statusPage)
 }
