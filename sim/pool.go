@@ -54,7 +54,7 @@ type PoolConfig struct {
 	JobInterval     time.Duration // time between jobs (DefaultJobInterval)
 	CleanEvery      int           // every n-th job is a new block, clean_jobs=true (DefaultCleanEvery)
 	NTimeMaxAhead   uint32        // seconds a share's ntime may run ahead (stratum.DefaultNTimeMaxAhead)
-	Users           []string      // users mining.authorize accepts; empty: anyone
+	Users           []string      // accounts mining.authorize accepts, alone or as account.worker; empty: anyone
 	Ledger          io.Writer     // one JSON line per submit (LedgerEntry); nil: none
 	Log             zerolog.Logger
 }

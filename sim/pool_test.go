@@ -134,6 +134,19 @@ func TestPoolHandshake(t *testing.T) {
 			t.Fatalf("unauthorized connection got %s", line)
 		}
 	})
+	t.Run("worker of a known account accepted", func(t *testing.T) {
+		c := dial(t, p.Addr())
+		c.call(1, stratum.MethodSubscribe)
+		c.answer(1)
+		c.call(2, stratum.MethodAuthorize, "good.rig7", "x")
+		if m, line := c.answer(2); m.Error != nil {
+			t.Fatalf("authorize answer %s", line)
+		}
+		c.call(3, stratum.MethodAuthorize, "goodish.rig7", "x")
+		if m, line := c.answer(3); m.Error == nil {
+			t.Fatalf("authorize answer %s", line)
+		}
+	})
 	t.Run("submit before subscribe", func(t *testing.T) {
 		c := dial(t, p.Addr())
 		c.call(1, stratum.MethodAuthorize, "good", "x")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -253,7 +254,7 @@ func (c *poolConn) handle(m *stratum.Message) {
 		switch {
 		case err != nil:
 			out = stratum.AppendReject(nil, id, stratum.ReasonMalformed)
-		case c.p.users != nil && !c.p.users[user]:
+		case c.p.users != nil && !c.p.users[user] && !c.p.users[account(user)]:
 			out = stratum.AppendReject(nil, id, stratum.ReasonNotAuthorized)
 		default:
 			c.mu.Lock()
@@ -445,4 +446,13 @@ func hex32(v uint32) string {
 		v >>= 4
 	}
 	return string(b[:])
+}
+
+// account is the part of a worker name before its first dot: "acct" for
+// "acct.rig7". Pools authorize the account and take the rest as a label.
+func account(user string) string {
+	if i := strings.IndexByte(user, '.'); i >= 0 {
+		return user[:i]
+	}
+	return user
 }

@@ -32,7 +32,7 @@ func poolFlags(o *poolOptions) *flag.FlagSet {
 	fs.IntVar(&o.cleanEvery, "clean-every", sim.DefaultCleanEvery, "every `n`-th job is a new block (clean_jobs=true)")
 	fs.IntVar(&o.branch, "branch", sim.DefaultBranchDepth, "merkle branch `length` of every job (0..32)")
 	fs.StringVar(&o.mask, "mask", "1fffe000", "version-rolling `mask` (hex) the pool allows; miners get its intersection with theirs")
-	fs.StringVar(&o.users, "users", "", "comma-separated `users` mining.authorize accepts; empty: anyone")
+	fs.StringVar(&o.users, "users", "", "comma-separated `users` mining.authorize accepts, alone or as user.worker (miners -user u authorize as u.0, u.1, …); empty: anyone")
 	fs.UintVar(&o.ntimeAhead, "ntime-ahead", 0, "`seconds` a share's ntime may run ahead of its job; 0: 7000")
 	fs.StringVar(&o.ledger, "ledger", "", "write one JSON line per submit to `file`")
 	fs.DurationVar(&o.report, "report", 0, "print the counters every `interval`; 0: only on exit")
