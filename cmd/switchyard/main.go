@@ -86,6 +86,12 @@ func runProxy(args []string, stderr io.Writer) int {
 	}
 	log := newLogger(cfg.Log, stderr)
 	raiseFileLimit(log)
+	if addr := os.Getenv(pprofEnv); addr != "" {
+		if err := servePprof(addr, log); err != nil {
+			log.Error().Err(err).Msg("profiler not started")
+			return 1
+		}
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
