@@ -61,6 +61,16 @@ var limits = [...]string{
 	LimitMaxSubmitsPerSecond, LimitMaxPendingWriteBytes, LimitMaxLineBytes,
 }
 
+// Protocol errors, the values of switchyard_protocol_errors_total's "kind"
+// label: miner lines switchyard could not act on.
+const (
+	ProtocolMalformed     = "malformed"      // not a JSON-RPC object
+	ProtocolUnknownMethod = "unknown_method" // a method switchyard does not serve
+	ProtocolBadParams     = "bad_params"     // params of the wrong type or shape (submits count as shares rejected{reason="malformed"})
+)
+
+var protocolErrors = [...]string{ProtocolMalformed, ProtocolUnknownMethod, ProtocolBadParams}
+
 // Histogram buckets.
 var (
 	// submitBuckets spans 1ms (a pool next door) to 10s (past any
@@ -136,6 +146,11 @@ type Metrics struct {
 	// closed, and messages dropped, because a [server] limit was hit (see the
 	// Limit constants).
 	LimitHits *prometheus.CounterVec
+	// ProtocolErrors is switchyard_protocol_errors_total{kind}: miner lines
+	// answered with a Stratum error (or dropped, for notifications) because
+	// they were malformed, named an unknown method or carried bad params
+	// (see the Protocol constants). The connection stays open.
+	ProtocolErrors *prometheus.CounterVec
 
 	mu        sync.Mutex        // serializes SetPoolState and SetActivePool
 	poolState map[string]string // pool → state set to 1
@@ -226,6 +241,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "switchyard_limit_hits_total",
 			Help: "Times a [server] limit was hit, by limit.",
 		}, []string{"limit"}),
+		ProtocolErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_protocol_errors_total",
+			Help: "Miner lines switchyard could not act on, by kind (malformed, unknown_method, bad_params).",
+		}, []string{"kind"}),
 		poolState: make(map[string]string),
 		pools:     make(map[string]bool),
 	}
@@ -236,6 +255,9 @@ func New(reg prometheus.Registerer) *Metrics {
 	for _, l := range limits {
 		m.LimitHits.WithLabelValues(l)
 	}
+	for _, k := range protocolErrors {
+		m.ProtocolErrors.WithLabelValues(k)
+	}
 
 	if reg != nil {
 		reg.MustRegister(
@@ -244,7 +266,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			m.Forwarded, m.ForwardedDifficulty, m.PoolVerdicts, m.SubmitLatency,
 			m.PoolState, m.ActivePool, m.PoolLastJob, m.PoolReconnects, m.UpstreamSessions,
 			m.Failovers, m.FailoverDuration,
-			m.BlocksFound, m.VardiffDifficulty, m.LimitHits,
+			m.BlocksFound, m.VardiffDifficulty, m.LimitHits, m.ProtocolErrors,
 		)
 	}
 	return m

@@ -54,6 +54,7 @@ func TestNewRegistersEverything(t *testing.T) {
 		"switchyard_blocks_found_total",
 		"switchyard_miner_difficulty",
 		"switchyard_limit_hits_total",
+		"switchyard_protocol_errors_total",
 		"switchyard_pool_sessions",
 	} {
 		if !got[name] {

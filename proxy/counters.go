@@ -12,12 +12,12 @@ import (
 
 // Limit labels of switchyard_limit_hits_total.
 const (
-	limitMaxConnections = "max_connections"
-	limitPerIP          = "max_connections_per_ip"
-	limitAuthTimeout    = "auth_timeout"
-	limitSubmitRate     = "max_submits_per_second"
-	limitPendingWrite   = "max_pending_write_bytes"
-	limitLine           = "max_line_bytes"
+	limitMaxConnections = metrics.LimitMaxConnections
+	limitPerIP          = metrics.LimitMaxConnectionsPerIP
+	limitAuthTimeout    = metrics.LimitAuthTimeout
+	limitSubmitRate     = metrics.LimitMaxSubmitsPerSecond
+	limitPendingWrite   = metrics.LimitMaxPendingWriteBytes
+	limitLine           = metrics.LimitMaxLineBytes
 )
 
 // counters holds metric children resolved once, so the share path does no
@@ -29,9 +29,11 @@ type counters struct {
 		rejected [stratum.NumReasons]prometheus.Counter
 		lost     [stratum.NumReasons]prometheus.Counter
 	}
-	shareDiff     prometheus.Counter
-	malformed     prometheus.Counter
-	unknownMethod prometheus.Counter
+	shareDiff prometheus.Counter
+	malformed prometheus.Counter // a line that is not JSON-RPC, as a share
+	protocol  struct {
+		malformed, unknownMethod, badParams prometheus.Counter
+	}
 
 	mu    sync.RWMutex
 	pools map[string]*poolCounters
@@ -55,7 +57,9 @@ func (c *counters) init(m *metrics.Metrics) {
 	}
 	c.shareDiff = m.ShareDifficulty
 	c.malformed = m.Shares.WithLabelValues("rejected", "malformed_line")
-	c.unknownMethod = m.LimitHits.WithLabelValues("unknown_method")
+	c.protocol.malformed = m.ProtocolErrors.WithLabelValues(metrics.ProtocolMalformed)
+	c.protocol.unknownMethod = m.ProtocolErrors.WithLabelValues(metrics.ProtocolUnknownMethod)
+	c.protocol.badParams = m.ProtocolErrors.WithLabelValues(metrics.ProtocolBadParams)
 }
 
 func (c *counters) limit(name string) { c.met.LimitHits.WithLabelValues(name).Inc() }

@@ -64,9 +64,18 @@ func (l *lane) allocPrefix() (uint32, bool) {
 	return 0, false
 }
 
-func (l *lane) releasePrefix(p uint32) {
+// releasePrefix gives p back. A prefix that carried shares (worked) is
+// quarantined until the next clean job; one that never did is free at once,
+// so that connections that subscribe and leave without mining (scanners,
+// connect floods) cannot use up the lane and make switchyard open more
+// upstream sessions.
+func (l *lane) releasePrefix(p uint32, worked bool) {
 	l.mu.Lock()
-	l.cooling = append(l.cooling, p)
+	if worked {
+		l.cooling = append(l.cooling, p)
+	} else {
+		l.free = append(l.free, p)
+	}
 	l.inUse--
 	l.mu.Unlock()
 }

@@ -104,6 +104,7 @@ func (m *miner) handle(out, line []byte) []byte {
 	}
 	if err := m.msg.Decode(line); err != nil {
 		m.srv.ctr.malformed.Inc()
+		m.srv.ctr.protocol.malformed.Inc()
 		return stratum.AppendError(out, nil, stratum.CodeOther, "Malformed JSON-RPC")
 	}
 	msg := &m.msg
@@ -123,6 +124,7 @@ func (m *miner) handle(out, line []byte) []byte {
 	case stratum.MethodSuggestDifficulty:
 		d, err := stratum.ParseDifficulty(msg.Params)
 		if err != nil {
+			m.srv.ctr.protocol.badParams.Inc()
 			return stratum.AppendError(out, id, stratum.CodeOther, "Invalid difficulty")
 		}
 		out = m.suggest(out, d)
@@ -136,7 +138,7 @@ func (m *miner) handle(out, line []byte) []byte {
 	case stratum.MethodGetVersion:
 		return stratum.AppendResultRaw(out, id, []byte(`"switchyard/`+m.srv.opts.Version+`"`))
 	default:
-		m.srv.ctr.unknownMethod.Inc()
+		m.srv.ctr.protocol.unknownMethod.Inc()
 		if isNullID(id) {
 			return out // an unknown notification needs no answer
 		}
@@ -175,6 +177,7 @@ func (m *miner) subscribe(out, id []byte) []byte {
 func (m *miner) authorize(out, id []byte) []byte {
 	user, _, err := stratum.ParseAuthorize(m.msg.Params)
 	if err != nil {
+		m.srv.ctr.protocol.badParams.Inc()
 		return stratum.AppendError(out, id, stratum.CodeOther, "Invalid authorize params")
 	}
 	if len(m.workers) >= maxWorkersPerConn {
@@ -238,6 +241,7 @@ func (m *miner) startMining(out []byte) []byte {
 func (m *miner) configure(out, id []byte) []byte {
 	req, err := stratum.ParseConfigure(m.msg.Params)
 	if err != nil {
+		m.srv.ctr.protocol.badParams.Inc()
 		return stratum.AppendError(out, id, stratum.CodeOther, "Invalid configure params")
 	}
 	var res stratum.ConfigureResult
@@ -347,6 +351,9 @@ func (m *miner) appendJob(out []byte, lj *laneJob) []byte {
 
 // sendJob writes lj to the miner from a fan-out on its loop.
 func (m *miner) sendJob(lj *laneJob) {
+	if m.closeReason != "" {
+		return // closing (gnet closes asynchronously): write and count nothing more
+	}
 	lp := m.loop
 	out := m.appendJob(lp.out[:0], lj)
 	_, _ = m.c.Write(out)
@@ -359,6 +366,9 @@ func (m *miner) sendJob(lj *laneJob) {
 // checkBacklog closes miners that stopped reading: false when the
 // connection must close.
 func (m *miner) checkBacklog() bool {
+	if m.closeReason != "" {
+		return false // closing already, and counted once
+	}
 	if m.c.OutboundBuffered() > m.srv.opts.MaxPendingWriteBytes {
 		m.srv.ctr.limit(limitPendingWrite)
 		m.closeReason = "slow_reader"
@@ -370,6 +380,9 @@ func (m *miner) checkBacklog() bool {
 // sweep runs once a second on the miner's loop: the authorize deadline and
 // vardiff for miners whose shares stopped.
 func (m *miner) sweep(now time.Time) {
+	if m.closeReason != "" {
+		return // already closing
+	}
 	if !m.mining() {
 		if now.Sub(m.connected) > m.srv.opts.AuthTimeout {
 			m.srv.ctr.limit(limitAuthTimeout)

@@ -135,6 +135,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithTCPKeepAlive(time.Minute),
 		gnet.WithReadBufferCap(64 << 10),
+		gnet.WithSocketSendBuffer(minerSendBuffer),
 		gnet.WithLogger(gnetLogger{s.log}),
 	}
 	if s.opts.EventLoops > 0 {
@@ -150,6 +151,12 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	return err
 }
+
+// minerSendBuffer is SO_SNDBUF of miner connections. A miner needs a few
+// KiB of jobs at a time; a fixed buffer keeps the kernel from growing it to
+// megabytes for a miner that stopped reading, so max_pending_write_bytes
+// notices such a miner after a bounded amount of memory.
+const minerSendBuffer = 64 << 10
 
 // Ready blocks until the listener is up (or Serve failed) and returns the
 // listening address.
@@ -263,7 +270,7 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 	delete(m.loop.miners, m)
 	s.releaseIP(m.ip)
 	if m.lane != nil {
-		m.lane.releasePrefix(m.prefix)
+		m.lane.releasePrefix(m.prefix, m.accepted > 0)
 	}
 	for _, w := range m.workers {
 		s.opts.Workers.Forget(w.series)

@@ -134,7 +134,7 @@ func (c *conn) checkSubmits(now time.Time) {
 		}
 	}
 	if expired > 0 {
-		s.log.Warn().Int("shares", expired).Float64("elapsed_s", st.Seconds()).Msg("pool did not answer submits in time")
+		s.logLate(now, expired, c.submitSuspectAt.IsZero())
 		if c.submitSuspectAt.IsZero() {
 			c.submitSuspectAt = now
 			s.setState(StateSuspect, "submit_timeout")
@@ -143,6 +143,23 @@ func (c *conn) checkSubmits(now time.Time) {
 	if !c.submitSuspectAt.IsZero() && now.Sub(c.submitSuspectAt) >= st {
 		c.fail("submit_timeout")
 	}
+}
+
+// lateLogEvery is how often, at most, a session repeats "pool did not
+// answer submits in time" while its pool stays dark.
+const lateLogEvery = 30 * time.Second
+
+// logLate logs submits that timed out: at once when the session turns
+// suspect (first), otherwise at most once per lateLogEvery, with the
+// shares that timed out since the last line, so a dark pool does not
+// flood the log at every health tick. s.mu is held.
+func (s *Session) logLate(now time.Time, expired int, first bool) {
+	s.late += expired
+	if !first && now.Sub(s.lateLogAt) < lateLogEvery {
+		return
+	}
+	s.log.Warn().Int("shares", s.late).Float64("elapsed_s", s.opts.SubmitTimeout.Seconds()).Msg("pool did not answer submits in time")
+	s.late, s.lateLogAt = 0, now
 }
 
 // checkJobs turns suspect after JobTimeout without a notify and down after

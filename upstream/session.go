@@ -255,6 +255,10 @@ type Session struct {
 	rejects rejectWindow
 	conns   uint64 // connections made, numbering them from 1
 	res     Result // reused for SessionResult: no allocation per answer
+	// late counts submits timed out since the last log line about them,
+	// logged at lateLogAt (see logLate).
+	late      int
+	lateLogAt time.Time
 
 	// wmu guards the extra worker names (lock order: mu, then wmu).
 	wmu       sync.Mutex
