@@ -277,6 +277,21 @@ func (f *Fleet) Close() error {
 	return f.ledger.err()
 }
 
+// Drain stops submitting and waits up to within for the answers to the
+// shares in flight, leaving every connection open, so that the other
+// side's per-connection books can be read in full. It reports whether
+// every share was answered. Close still closes the fleet afterwards.
+func (f *Fleet) Drain(within time.Duration) bool {
+	f.submitMu.Lock()
+	f.stopping = true
+	f.submitMu.Unlock()
+	deadline := time.Now().Add(within)
+	for f.st.pending.Load() > 0 && time.Now().Before(deadline) && f.ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return f.st.pending.Load() == 0
+}
+
 // FleetStats is a snapshot of a fleet's counters. Taken while shares flow,
 // each counter is exact but they are not from one instant; after Close:
 // Submits == Accepted + Σ Rejected + Lost + Pending, with Pending 0.

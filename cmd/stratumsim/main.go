@@ -23,8 +23,11 @@ const usage = `stratumsim simulates both ends of a Stratum v1 mining setup.
 Usage:
   stratumsim pool   [flags]   a pool: realistic jobs, every share validated, faults on demand
   stratumsim miners [flags]   a fleet of miners that hash, submit and account for every share
+  stratumsim soak -switchyard PATH [flags]
+                              switchyard between pools failing at random and a fleet:
+                              checks every share's account, connections and memory
 
-Run "stratumsim pool -h" or "stratumsim miners -h" for the flags of each.
+Run "stratumsim pool -h", "stratumsim miners -h" or "stratumsim soak -h" for the flags of each.
 
 Fire drill: start a pool with -control, point switchyard (or miners) at it, then
   curl -X POST '127.0.0.1:3390/fault?mode=blackhole'      freeze it
@@ -51,10 +54,13 @@ func main() {
 		err = runPool(ctx, os.Args[2:])
 	case "miners":
 		err = runMiners(ctx, os.Args[2:])
+	case "soak":
+		err = runSoak(ctx, os.Args[2:])
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(os.Stdout, usage)
 		printFlags(os.Stdout, "pool", poolFlags(new(poolOptions)))
 		printFlags(os.Stdout, "miners", minerFlags(new(minerOptions)))
+		printFlags(os.Stdout, "soak", soakFlags(new(soakOptions)))
 		return
 	default:
 		fmt.Fprintf(os.Stderr, "stratumsim: unknown command %q\n\n%s", os.Args[1], usage)
