@@ -66,8 +66,9 @@ type miner struct {
 	dedup    stratum.Dedup
 	dedupJob uint64 // clean job id the dedup set belongs to
 
-	accepted  uint64
+	accepted  uint64 // valid shares, answered true (lost ones included)
 	rejected  uint64
+	books     minerBooks
 	diffSum   float64
 	lastShare time.Time
 
@@ -497,6 +498,7 @@ func (m *miner) submit(out, id []byte) []byte {
 	m.vdShares++
 	if lost != stratum.ReasonNone {
 		ctr.shares.lost[lost].Inc()
+		m.books.lose(lost)
 	} else {
 		ctr.shares.accepted.Inc()
 	}
@@ -572,6 +574,7 @@ func (m *miner) findWorker(name []byte) *worker {
 
 func (m *miner) reject(out, id []byte, r stratum.Reason) []byte {
 	m.rejected++
+	m.books.reject(r)
 	if m.cur != nil {
 		m.cur.series.Rejected()
 	} else if len(m.workers) > 0 {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+
+	"switchyard/stratum"
 )
 
 // SetUpstream connects the pool side; call before Serve.
@@ -25,17 +27,25 @@ func (s *Server) Summary() Summary {
 
 // MinerRow is one connected miner in /api/v1/miners.
 type MinerRow struct {
-	Worker        string    `json:"worker"`
-	Remote        string    `json:"remote"`
-	Agent         string    `json:"agent,omitempty"`
-	Difficulty    float64   `json:"difficulty"`
-	HashrateHs    float64   `json:"hashrate_hs"`
-	Accepted      uint64    `json:"accepted"`
-	Rejected      uint64    `json:"rejected"`
-	LastShare     time.Time `json:"last_share,omitzero"`
-	ConnectedSecs float64   `json:"connected_seconds"`
-	Lane          int       `json:"lane"`
-	Extranonce1   string    `json:"extranonce1,omitempty"`
+	Worker     string  `json:"worker"`
+	Remote     string  `json:"remote"`
+	Agent      string  `json:"agent,omitempty"`
+	Difficulty float64 `json:"difficulty"`
+	HashrateHs float64 `json:"hashrate_hs"`
+	// Submitted = Accepted + Rejected + Lost: every share the miner sent on
+	// this connection, as switchyard_shares_total counts them.
+	Submitted  uint64            `json:"submitted"`
+	Accepted   uint64            `json:"accepted"`
+	Rejected   uint64            `json:"rejected"`
+	RejectedBy map[string]uint64 `json:"rejected_by,omitempty"` // by reason
+	// Lost shares were valid and answered true, but no pool could take
+	// them (no_upstream).
+	Lost          uint64            `json:"lost"`
+	LostBy        map[string]uint64 `json:"lost_by,omitempty"` // by reason
+	LastShare     time.Time         `json:"last_share,omitzero"`
+	ConnectedSecs float64           `json:"connected_seconds"`
+	Lane          int               `json:"lane"`
+	Extranonce1   string            `json:"extranonce1,omitempty"`
 }
 
 // MinerRows snapshots every connected miner, reading each on its own event
@@ -92,8 +102,12 @@ func (m *miner) row(now time.Time) MinerRow {
 		Remote:        m.remote,
 		Agent:         m.userAgent,
 		Difficulty:    m.diff,
-		Accepted:      m.accepted,
+		Submitted:     m.accepted + m.rejected,
+		Accepted:      m.accepted - m.books.lost,
 		Rejected:      m.rejected,
+		RejectedBy:    byReason(m.books.rejectedBy),
+		Lost:          m.books.lost,
+		LostBy:        byReason(m.books.lostBy),
 		LastShare:     m.lastShare,
 		ConnectedSecs: math.Round(up*10) / 10,
 	}
@@ -105,6 +119,40 @@ func (m *miner) row(now time.Time) MinerRow {
 		r.Extranonce1 = hexString(m.en1)
 	}
 	return r
+}
+
+// minerBooks counts a miner's rejected and lost shares by reason. The maps
+// are made on the first such share: a healthy miner carries none.
+type minerBooks struct {
+	rejectedBy map[stratum.Reason]uint64
+	lostBy     map[stratum.Reason]uint64
+	lost       uint64
+}
+
+func (b *minerBooks) reject(r stratum.Reason) {
+	if b.rejectedBy == nil {
+		b.rejectedBy = map[stratum.Reason]uint64{}
+	}
+	b.rejectedBy[r]++
+}
+
+func (b *minerBooks) lose(r stratum.Reason) {
+	if b.lostBy == nil {
+		b.lostBy = map[stratum.Reason]uint64{}
+	}
+	b.lostBy[r]++
+	b.lost++
+}
+
+func byReason(by map[stratum.Reason]uint64) map[string]uint64 {
+	if len(by) == 0 {
+		return nil
+	}
+	out := make(map[string]uint64, len(by))
+	for r, n := range by {
+		out[r.String()] = n
+	}
+	return out
 }
 
 func hexString(b []byte) string {
