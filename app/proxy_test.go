@@ -199,7 +199,7 @@ func (c *client) failing(n *stratum.Notify, good share) share {
 		c.t.Fatal(err)
 	}
 	var res stratum.Result
-	for nonce := good.nonce + 1; ; nonce++ {
+	for nonce := good.nonce + 1; nonce != good.nonce+1<<16; nonce++ {
 		sh := stratum.Share{Extranonce1: c.en1, Extranonce2: good.en2, NTime: good.ntime, Nonce: nonce, VersionBits: good.version, HasVersion: true}
 		if job.Check(&sh, stratum.CheckParams{Extranonce2Size: c.en2Size, VersionMask: c.mask, Difficulty: c.diff}, &res) != nil {
 			bad := good
@@ -207,6 +207,8 @@ func (c *client) failing(n *stratum.Notify, good share) share {
 			return bad
 		}
 	}
+	c.t.Fatal("every nonce meets the difficulty: share validation is broken")
+	return share{}
 }
 
 // Per-worker series credit each share to the worker named in its submit,
