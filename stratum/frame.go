@@ -8,11 +8,12 @@ import (
 )
 
 // Line length limits. A miner's lines are short (a submit is ~150 bytes); a
-// pool's notify carries the coinbase halves and the merkle branch and can
-// reach a few KiB.
+// pool's notify carries the coinbase halves and the merkle branch, usually a
+// few KiB, and must fit a coinbase of MaxCoinbaseLen bytes (twice that in
+// hex) with a full branch.
 const (
 	DefaultMaxLineLen     = 8 << 10
-	DefaultMaxPoolLineLen = 64 << 10
+	DefaultMaxPoolLineLen = 2*MaxCoinbaseLen + 8<<10
 )
 
 // ErrLineTooLong is returned when a line exceeds the maximum length before a
