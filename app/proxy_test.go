@@ -155,6 +155,12 @@ func TestInvalidSharesStayLocal(t *testing.T) {
 		}
 	}
 
+	// The pool answers the valid share before a new block makes it stale
+	// there too.
+	waitFor(t, 5*time.Second, "the valid share's answer", func() bool {
+		return r.counter("switchyard_pool_shares_total", "pool", "p0", "result", "accepted") == 1
+	})
+
 	// A clean job makes the old one stale.
 	r.pools[0].PushJob(true)
 	c.waitJobs(2)
@@ -174,9 +180,6 @@ func TestInvalidSharesStayLocal(t *testing.T) {
 		t.Errorf("submit before authorize: %s", m.Error)
 	}
 
-	waitFor(t, 5*time.Second, "the valid share's answer", func() bool {
-		return r.counter("switchyard_pool_shares_total", "pool", "p0", "result", "accepted") == 1
-	})
 	if ps := r.pools[0].Stats(); ps.Submits != 1 || ps.Accepted != 1 {
 		t.Errorf("pool received %d shares (%d accepted), want only the valid one", ps.Submits, ps.Accepted)
 	}
