@@ -17,7 +17,8 @@
 # Every process it starts is stopped on exit. Wrap runs on a shared machine in
 #   flock /tmp/switchyard-bench.lock timeout 600 bench/scale.sh …
 # Environment: DIFF (share difficulty, pool and proxy alike; default 1e-7,
-# about 430 hashes a share), OUT (work directory), BIN (binaries directory).
+# about 430 hashes a share), OUT (work directory), BIN (binaries directory),
+# BUILD=0 (use the binaries already in BIN), PROXY (switchyard's miner address).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -26,7 +27,7 @@ BIN=${BIN:-$OUT/bin}
 DIFF=${DIFF:-1e-7}
 POOL=127.0.0.1:13334
 CONTROL=127.0.0.1:13390
-PROXY=127.0.0.1:13333
+PROXY=${PROXY:-127.0.0.1:13333}
 METRICS=127.0.0.1:13393
 PPROF=127.0.0.1:13360
 mkdir -p "$OUT" "$BIN"
@@ -38,7 +39,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-build() { go build -o "$BIN/" ./cmd/switchyard ./cmd/stratumsim; }
+build() { [ "${BUILD:-1}" = 0 ] || go build -o "$BIN/" ./cmd/switchyard ./cmd/stratumsim; }
 
 wait_port() { # host:port
 	for _ in $(seq 100); do

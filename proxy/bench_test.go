@@ -49,7 +49,7 @@ func benchMiner(tb testing.TB, poolDiff float64) (*miner, *laneJob) {
 	}
 	l.publish(lj)
 	p, _ := l.allocPrefix()
-	m := &miner{srv: s, lane: l, prefix: p, en1: prefixBytes(nil, p, 2), en2Size: 6, subscribed: true, authorized: true,
+	m := &miner{srv: s, scratch: &scratch{}, lane: l, prefix: p, en1: prefixBytes(nil, p, 2), en2Size: 6, subscribed: true, authorized: true,
 		mask: 0x1fffe000, diff: 1e-12, prevDiff: 1e-12, diffSent: true, workers: []worker{{name: "rig.1"}}}
 	return m, lj
 }

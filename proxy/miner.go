@@ -72,6 +72,13 @@ type miner struct {
 	diffSum   float64
 	lastShare time.Time
 
+	*scratch // the loop's: decoding space for the line being handled
+}
+
+// scratch holds what handling one line decodes into. Lines are handled one
+// at a time on an event loop and nothing here outlives handle, so each loop
+// has one scratch for all its miners: 720 bytes less per connection.
+type scratch struct {
 	msg   stratum.Message
 	sub   stratum.Submit
 	share stratum.Share

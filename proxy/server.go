@@ -87,6 +87,7 @@ type loop struct {
 	el     gnet.EventLoop
 	miners map[*miner]struct{}
 	out    []byte
+	scr    scratch
 }
 
 // pendingSwitch times a failover from the first sign of darkness to the new
@@ -132,6 +133,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	opts := []gnet.Option{
 		gnet.WithMulticore(true),
 		gnet.WithReusePort(false),
+		// A restart must bind again at once: the miners the old process
+		// closed leave TIME_WAIT sockets on the listening port for a minute.
+		gnet.WithReuseAddr(true),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithTCPKeepAlive(time.Minute),
 		gnet.WithReadBufferCap(64 << 10),
@@ -248,6 +252,7 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		ip:        ip,
 		remote:    c.RemoteAddr().String(),
 		connected: time.Now(),
+		scratch:   &lp.scr,
 	}
 	vd := s.vardiff()
 	m.diff = clamp(vd.Initial, vd.Min, vd.Max)
@@ -450,19 +455,47 @@ func (s *Server) Publish(idx int, sess *upstream.Session, j *upstream.Job, switc
 			sw.done(time.Since(sw.since))
 		}
 	}
+	fo := &fanout{start: time.Now()}
+	fo.loops.Store(n)
 	s.eachLoop(func(lp *loop) {
 		if l.cur.Load() != lj {
 			return // a newer job superseded this one before it went out
 		}
-		for m := range lp.miners {
-			if m.lane == l && m.mining() {
-				m.sendJob(lj)
-			}
-		}
+		sent := lp.fanOut(l, lj)
 		if sw != nil && sw.loops.Add(-1) == 0 {
 			sw.done(time.Since(sw.since))
 		}
+		fo.miners.Add(int64(sent))
+		if fo.loops.Add(-1) == 0 {
+			if e := s.log.Debug(); e.Enabled() {
+				e.Int("lane", idx).Str("job_id", lj.idHex).Int64("miners", fo.miners.Load()).
+					Float64("elapsed_s", time.Since(fo.start).Seconds()).Msg("job fanned out")
+			}
+		}
 	})
+}
+
+// fanOut writes lj to every mining miner of lane l on this loop and
+// returns how many it reached. The notify line is shared: per miner it is
+// one append to the loop's scratch buffer (plus set_difficulty before a
+// miner's first job) and one write.
+func (lp *loop) fanOut(l *lane, lj *laneJob) int {
+	sent := 0
+	for m := range lp.miners {
+		if m.lane == l && m.mining() {
+			m.sendJob(lj)
+			sent++
+		}
+	}
+	return sent
+}
+
+// fanout tracks one job's fan-out across the event loops, for the debug
+// line that times it.
+type fanout struct {
+	start  time.Time
+	loops  atomic.Int32
+	miners atomic.Int64
 }
 
 // TimeSwitch arranges for done to be called with the time from since until
