@@ -227,10 +227,20 @@ func (a *App) Status() Status {
 	for _, r := range []string{metrics.ResultAccepted, metrics.ResultRejected, metrics.ResultLost} {
 		verdicts[r] = sumByPool(m.PoolVerdicts, func(l map[string]string) bool { return l["result"] == r })
 	}
-	latest := a.history.Latest()
-	var pools []PoolStatus
-	var order []string
-	for _, p := range a.Pools.Status() {
+	ps := a.Pools.Status()
+	order := make([]string, len(ps))
+	for i, p := range ps {
+		order[i] = p.Name
+	}
+	history := a.history.Snapshot(order)
+	latest := map[string]float64{}
+	for _, s := range history.Series {
+		if n := len(s.Points); n > 0 {
+			latest[s.Pool] = s.Points[n-1][1]
+		}
+	}
+	pools := make([]PoolStatus, 0, len(ps))
+	for _, p := range ps {
 		pools = append(pools, PoolStatus{
 			PoolStatus: p,
 			Forwarded:  forwarded[p.Name],
@@ -239,7 +249,6 @@ func (a *App) Status() Status {
 			Lost:       verdicts[metrics.ResultLost][p.Name],
 			HashrateHs: latest[p.Name],
 		})
-		order = append(order, p.Name)
 	}
 	return Status{
 		Version:       a.version,
@@ -247,7 +256,7 @@ func (a *App) Status() Status {
 		ActivePool:    a.Pools.Active(),
 		Pools:         pools,
 		Miners:        a.Proxy.Summary(),
-		History:       a.history.Snapshot(order),
+		History:       history,
 	}
 }
 

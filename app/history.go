@@ -189,24 +189,6 @@ func (h *History) Snapshot(order []string) HistoryView {
 	return v
 }
 
-// Latest returns each pool's hashrate in the newest sample.
-func (h *History) Latest() map[string]float64 {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	out := map[string]float64{}
-	if len(h.ring) == 0 {
-		return out
-	}
-	i := len(h.ring) - 1
-	if len(h.ring) == h.capacity() {
-		i = (h.next + len(h.ring) - 1) % len(h.ring)
-	}
-	for _, r := range h.ring[i].rates {
-		out[r.pool] = r.hs
-	}
-	return out
-}
-
 // each visits the samples oldest first; h.mu must be held.
 func (h *History) each(f func(historySample)) {
 	n := len(h.ring)

@@ -106,18 +106,16 @@ func getJSON(t *testing.T, addr, path string, v any) {
 	}
 }
 
-// TestStatusPageInChromium loads the status page in headless Chromium while
-// a fleet mines through switchyard, and checks the rendered DOM: both pools
-// with the active one marked, a chart line with several points per pool, and
-// one row per connected miner. It leaves a screenshot in its temp dir (and
-// at $SWITCHYARD_SCREENSHOT when set).
-func TestStatusPageInChromium(t *testing.T) {
-	if race.Enabled {
-		t.Skip("the browser checks rendering, not races; the plain run covers it")
-	}
-	bin := findChromium(t)
-	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+// statusMiners is how many miners statusRig connects.
+const statusMiners = 3
 
+// statusRig starts two simulated pools ("primary", "backup"), switchyard
+// sampling its hashrate history every 250ms, and a fleet of statusMiners
+// miners ("rack7.0", …), and waits until the history has a few samples per
+// pool with hashrate on the primary.
+func statusRig(t *testing.T) *app.App {
+	t.Helper()
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
 	cfg := config.Default()
 	cfg.Server.Listen = "127.0.0.1:0"
 	cfg.Server.Extranonce1Size = 1
@@ -146,21 +144,19 @@ func TestStatusPageInChromium(t *testing.T) {
 	t.Cleanup(func() { _ = a.Stop() })
 	waitFor(t, 10*time.Second, "primary active", func() bool { return a.Pools.Active() == "primary" })
 
-	const miners = 3
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	fleet, err := sim.StartFleet(ctx, sim.FleetConfig{Addr: a.MinerAddr(), Miners: miners, User: "rack7",
+	fleet, err := sim.StartFleet(ctx, sim.FleetConfig{Addr: a.MinerAddr(), Miners: statusMiners, User: "rack7",
 		VersionRolling: true, MaxSharesPerSecond: 20, Log: log})
 	if err != nil {
+		cancel()
 		t.Fatal(err)
 	}
-	defer fleet.Close()
+	t.Cleanup(func() { _ = fleet.Close(); cancel() })
 
-	// Enough history for a line per pool, with hashrate on the active one.
 	waitFor(t, 15*time.Second, "history samples and miners", func() bool {
 		var st app.Status
 		getJSON(t, a.HTTPAddr(), "/api/v1/status", &st)
-		if len(st.History.Series) != 2 || st.Miners.Connected != miners {
+		if len(st.History.Series) != 2 || st.Miners.Connected != statusMiners {
 			return false
 		}
 		for _, s := range st.History.Series {
@@ -171,6 +167,67 @@ func TestStatusPageInChromium(t *testing.T) {
 		p := st.History.Series[0].Points
 		return st.History.Series[0].Pool == "primary" && p[len(p)-1][1] > 0 && p[len(p)-2][1] > 0
 	})
+	return a
+}
+
+// TestStatusHistoryAPI checks the history and counters /api/v1/status
+// serves while miners work for the primary pool.
+func TestStatusHistoryAPI(t *testing.T) {
+	a := statusRig(t)
+	var st app.Status
+	getJSON(t, a.HTTPAddr(), "/api/v1/status", &st)
+
+	h := st.History
+	if h.IntervalSeconds != 0.25 || h.WindowSeconds != 1800 {
+		t.Errorf("interval %v s, window %v s; want 0.25 and 1800", h.IntervalSeconds, h.WindowSeconds)
+	}
+	if len(h.Series) != 2 || h.Series[0].Pool != "primary" || h.Series[1].Pool != "backup" {
+		t.Fatalf("series %+v, want primary then backup", h.Series)
+	}
+	for _, s := range h.Series {
+		for i, p := range s.Points {
+			if i > 0 && p[0] <= s.Points[i-1][0] {
+				t.Errorf("%s: point %d at %v is not after %v", s.Pool, i, p[0], s.Points[i-1][0])
+			}
+			if p[1] < 0 {
+				t.Errorf("%s: negative hashrate %v", s.Pool, p[1])
+			}
+			if s.Pool == "backup" && p[1] != 0 {
+				t.Errorf("backup (standby, never sent a share) has hashrate %v", p[1])
+			}
+		}
+	}
+	if len(st.Pools) != 2 {
+		t.Fatalf("pools %+v", st.Pools)
+	}
+	for i, p := range st.Pools {
+		pts := h.Series[i].Points
+		if last := pts[len(pts)-1][1]; p.HashrateHs != last {
+			t.Errorf("%s: hashrate_hs %v is not the newest history point %v", p.Name, p.HashrateHs, last)
+		}
+		if p.Accepted+p.Rejected+p.Lost > p.Forwarded {
+			t.Errorf("%s: verdicts %v+%v+%v exceed forwarded %v", p.Name, p.Accepted, p.Rejected, p.Lost, p.Forwarded)
+		}
+	}
+	if p := st.Pools[0]; !p.Active || p.Forwarded == 0 || p.HashrateHs <= 0 {
+		t.Errorf("primary: %+v", p)
+	}
+	if p := st.Pools[1]; p.Active || p.Forwarded != 0 {
+		t.Errorf("backup: %+v", p)
+	}
+}
+
+// TestStatusPageInChromium loads the status page in headless Chromium while
+// a fleet mines through switchyard, and checks the rendered DOM: both pools
+// with the active one marked, a chart line with several points per pool, and
+// one row per connected miner. It leaves a screenshot in its temp dir (and
+// at $SWITCHYARD_SCREENSHOT when set).
+func TestStatusPageInChromium(t *testing.T) {
+	if race.Enabled {
+		t.Skip("the browser checks rendering, not races; the plain run covers it")
+	}
+	bin := findChromium(t)
+	a := statusRig(t)
 
 	// Two browsers at once, one dumping the DOM, one taking the
 	// screenshot: a headless start costs seconds.
@@ -180,6 +237,12 @@ func TestStatusPageInChromium(t *testing.T) {
 	start := time.Now()
 	shotDone := make(chan error, 1)
 	go func() { shotDone <- chromium(io.Discard, bin, url, shotDir, "--screenshot="+shot) }()
+	shotWaited := false
+	defer func() {
+		if !shotWaited {
+			<-shotDone // on an early failure, let the browser finish before its dir goes (≤ 40 s)
+		}
+	}()
 	dom := runChromium(t, bin, url, "--dump-dom")
 	t.Logf("chromium rendered the page in %s", time.Since(start).Round(time.Millisecond))
 
@@ -226,7 +289,9 @@ func TestStatusPageInChromium(t *testing.T) {
 		t.Errorf("miner rows = %v, want %v", workers, want)
 	}
 
-	if err := <-shotDone; err != nil {
+	err := <-shotDone
+	shotWaited = true
+	if err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}
 	if fi, err := os.Stat(shot); err != nil || fi.Size() < 1000 {
