@@ -294,7 +294,11 @@ func TestHostileMiners(t *testing.T) {
 	}, nil)
 	addr := h.r.app.MinerAddr()
 
-	h.run("invalid JSON", expect{protocol: map[string]float64{metrics.ProtocolMalformed: 9}}, func(t *testing.T) float64 {
+	h.run("invalid JSON", expect{protocol: map[string]float64{metrics.ProtocolMalformed: 10}}, func(t *testing.T) float64 {
+		malformedShares := func() float64 {
+			return h.r.counter("switchyard_shares_total", "result", "rejected", "reason", stratum.ReasonMalformed.String())
+		}
+		before := malformedShares()
 		rc := dialRaw(t, addr)
 		defer rc.c.Close()
 		lines := []string{
@@ -307,6 +311,9 @@ func TestHostileMiners(t *testing.T) {
 			`{"id":{"a":1},"method":"mining.subscribe","params":[]}`,
 			`{"id":3,"method":"mining.subscribe","params":"x"}`,
 			`{"id":4,"method":"mining.subscribe","params":[]}}`,
+			// A submit cut short is counted as a malformed share, so that
+			// a share cannot vanish uncounted; the lines above are not shares.
+			`{"id":5,"method":"mining.submit","params":["rig.1","1","00000000","5f5e1000"`,
 		}
 		if err := rc.write([]byte(strings.Join(lines, "\n") + "\n")); err != nil {
 			t.Fatal(err)
@@ -319,6 +326,9 @@ func TestHostileMiners(t *testing.T) {
 			if !m.IsResponse() || errCode(m) != stratum.CodeOther {
 				t.Errorf("line %q answered %s / %s, want error %d", lines[i], m.Result, m.Error, stratum.CodeOther)
 			}
+		}
+		if got := malformedShares(); got != before+1 {
+			t.Errorf("rejected{malformed} shares went from %v to %v, want one more", before, got)
 		}
 		return 1
 	})

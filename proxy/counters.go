@@ -30,7 +30,6 @@ type counters struct {
 		lost     [stratum.NumReasons]prometheus.Counter
 	}
 	shareDiff prometheus.Counter
-	malformed prometheus.Counter // a line that is not JSON-RPC, as a share
 	protocol  struct {
 		malformed, unknownMethod, badParams prometheus.Counter
 	}
@@ -56,7 +55,6 @@ func (c *counters) init(m *metrics.Metrics) {
 		c.shares.lost[r] = m.Shares.WithLabelValues("lost", r.String())
 	}
 	c.shareDiff = m.ShareDifficulty
-	c.malformed = m.Shares.WithLabelValues("rejected", "malformed_line")
 	c.protocol.malformed = m.ProtocolErrors.WithLabelValues(metrics.ProtocolMalformed)
 	c.protocol.unknownMethod = m.ProtocolErrors.WithLabelValues(metrics.ProtocolUnknownMethod)
 	c.protocol.badParams = m.ProtocolErrors.WithLabelValues(metrics.ProtocolBadParams)

@@ -105,14 +105,22 @@ func (m *miner) workerName() string {
 	return m.workers[0].name
 }
 
+var submitName = []byte(stratum.MethodSubmit)
+
 // handle processes one line and appends any answer to out.
 func (m *miner) handle(out, line []byte) []byte {
 	if len(bytes.TrimSpace(line)) == 0 {
 		return out
 	}
 	if err := m.msg.Decode(line); err != nil {
-		m.srv.ctr.malformed.Inc()
 		m.srv.ctr.protocol.malformed.Inc()
+		if bytes.Contains(line, submitName) {
+			// Perhaps a share: counted as a malformed one, so that no
+			// share vanishes uncounted.
+			m.rejected++
+			m.books.reject(stratum.ReasonMalformed)
+			m.srv.ctr.shares.rejected[stratum.ReasonMalformed].Inc()
+		}
 		return stratum.AppendError(out, nil, stratum.CodeOther, "Malformed JSON-RPC")
 	}
 	msg := &m.msg
