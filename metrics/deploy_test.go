@@ -1,13 +1,17 @@
 package metrics
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -368,5 +372,47 @@ func TestREADMEListsEveryMetric(t *testing.T) {
 		if fams[name] == nil && fams[strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, "_bucket"), "_sum"), "_count")] == nil {
 			t.Errorf("README names %s, which is not registered", name)
 		}
+	}
+}
+
+// TestDeployPromtool checks the alert rules, and the dashboard's queries as
+// recording rules, with Prometheus' own parser when promtool is installed
+// (go install github.com/prometheus/prometheus/cmd/promtool@latest).
+func TestDeployPromtool(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool not on PATH; the PromQL syntax is not checked")
+	}
+	raw, err := os.ReadFile("../deploy/grafana/switchyard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var generic any
+	if err := json.Unmarshal(raw, &generic); err != nil {
+		t.Fatal(err)
+	}
+	exprs := map[string]string{}
+	collectExprs(generic, "", exprs)
+	var b strings.Builder
+	b.WriteString("groups:\n  - name: dashboard\n    rules:\n")
+	i := 0
+	for path, e := range exprs {
+		if !strings.HasSuffix(path, ".expr") {
+			continue // label_values(...) is Grafana's, not PromQL
+		}
+		e = strings.NewReplacer("$__rate_interval", "5m", "$instance", ".+").Replace(e)
+		q, _ := json.Marshal(e)
+		fmt.Fprintf(&b, "      - record: dashboard:q%d\n        expr: %s\n", i, q)
+		i++
+	}
+	dash := filepath.Join(t.TempDir(), "dashboard-rules.yml")
+	if err := os.WriteFile(dash, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, promtool, "check", "rules", "../deploy/prometheus/alerts.yml", dash).CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool check rules: %v\n%s", err, out)
 	}
 }
