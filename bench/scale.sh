@@ -32,7 +32,7 @@ METRICS=127.0.0.1:13393
 PPROF=127.0.0.1:13360
 mkdir -p "$OUT" "$BIN"
 
-pids=()
+pids=() fleet_pids=()
 cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
@@ -97,6 +97,17 @@ fleet() {
 		-ramp 5s -warmup 10s -report 0 -json "$@" >"$OUT/$name.json" 2>"$OUT/$name.log"
 }
 
+# fleet_bg: fleet in the background, in this shell, so that the pid kept
+# (and stopped on exit) is the miners process itself.
+fleet_bg() {
+	local addr=$1 n=$2 rate=$3 dur=$4 name=$5
+	shift 5
+	"$BIN/stratumsim" miners -connect "$addr" -n "$n" -rate "$rate" -duration "$dur" \
+		-ramp 5s -warmup 10s -report 0 -json "$@" >"$OUT/$name.json" 2>"$OUT/$name.log" &
+	pids+=("$!")
+	fleet_pids+=("$!")
+}
+
 summary() { # name: one line from a fleet's JSON summary (latency in µs)
 	python3 - "$OUT/$1.json" "$1" <<'EOF'
 import json, sys
@@ -136,8 +147,7 @@ idle)
 	per=$((n / fleets))
 	for i in $(seq "$fleets"); do
 		src=127.0.0.$((2 * i)),127.0.0.$((2 * i + 1))
-		fleet "$PROXY" "$per" 0 10m "idle$i" -idle -source "$src" -ramp 20s &
-		pids+=("$!")
+		fleet_bg "$PROXY" "$per" 0 10m "idle$i" -idle -source "$src" -ramp 20s
 	done
 	for _ in $(seq 120); do
 		[ "$(connected)" = "$((per * fleets))" ] && break
@@ -157,6 +167,16 @@ idle)
 		sleep 2
 	done
 	grep '"job fanned out"' "$OUT/switchyard.log" | tail -5
+	# The same with the fleets stopped (SIGSTOP): the proxy's own cost, without
+	# the receiving miners competing for the CPU.
+	kill -STOP "${fleet_pids[@]}"
+	for _ in 1 2 3; do
+		curl -s -X POST "$CONTROL/job?clean=true" >/dev/null
+		sleep 2
+	done
+	kill -CONT "${fleet_pids[@]}"
+	echo "fleets stopped while these went out:"
+	grep '"job fanned out"' "$OUT/switchyard.log" | tail -3
 	echo "proxy rss at the end: $(rss_kib "$proxy_pid") KiB"
 	;;
 profile)
@@ -164,8 +184,7 @@ profile)
 	build
 	start_pool
 	start_proxy warn
-	fleet "$PROXY" "$n" "$rate" "$((secs + 20))s" profiled &
-	pids+=("$!")
+	fleet_bg "$PROXY" "$n" "$rate" "$((secs + 20))s" profiled
 	sleep 15
 	curl -s "$PPROF/debug/pprof/profile?seconds=$secs" -o "$OUT/cpu.pprof"
 	curl -s "$PPROF/debug/pprof/allocs" -o "$OUT/allocs.pprof"
