@@ -25,7 +25,7 @@ import (
 )
 
 type soakOptions struct {
-	switchyard, dir, logLevel        string
+	switchyard, dir, logLevel, pprof string
 	miners, pools                    int
 	rate, diff                       float64
 	duration, warmup, settle, before time.Duration
@@ -63,6 +63,7 @@ their level before the chaos. Exit status 0 only when every check passes.`)
 	fs.Float64Var(&o.heapSlack, "heap-slack", 1.25, "final go heap in use may be at most this `factor` of the baseline (+4 MiB)")
 	fs.Float64Var(&o.rssSlack, "rss-slack", 1.25, "final RSS may be at most this `factor` of the baseline (+16 MiB)")
 	fs.IntVar(&o.goroutineSlack, "goroutine-slack", 10, "final goroutines may exceed the baseline by this `number`")
+	fs.StringVar(&o.pprof, "pprof", "", "loopback `address` for switchyard's profiler (SWITCHYARD_PPROF): memory is then read after a forced GC, and heap profiles are saved in -dir")
 	fs.StringVar(&o.logLevel, "log-level", "error", "log `level` of the pools and the fleet")
 	return fs
 }
@@ -74,6 +75,7 @@ type soak struct {
 	pools     []*sim.Pool
 	http      string // switchyard's metrics address
 	minerAddr string
+	dir       string
 	cmd       *exec.Cmd
 	exited    chan struct{}
 	fleet     *sim.Fleet
@@ -127,7 +129,7 @@ func runSoak(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	s.logf("baseline: %s", memLine(base))
+	baseMem := s.memory("baseline")
 
 	s.chaos(ctx)
 	if ctx.Err() != nil {
@@ -145,12 +147,7 @@ func runSoak(ctx context.Context, args []string) error {
 	if !sleepCtx(ctx, o.settle) {
 		return s.finish()
 	}
-	final, err := s.scrape()
-	if err != nil {
-		return err
-	}
-	s.logf("final:    %s", memLine(final))
-	s.checkMemory(base, final)
+	s.checkMemory(baseMem, s.memory("final"))
 	s.checkBooks(ctx, base)
 	return s.finish()
 }
@@ -235,7 +232,7 @@ func (s *soak) startSwitchyard() error {
 	if err := errors.Join(err1, err2); err != nil {
 		return err
 	}
-	s.minerAddr, s.http = minerAddr, httpAddr
+	s.minerAddr, s.http, s.dir = minerAddr, httpAddr, dir
 	var b strings.Builder
 	fmt.Fprintf(&b, "[server]\nlisten = %q\n\n[difficulty]\ninitial = %g\nmin = %g\nmax = %g\n\n", minerAddr, s.o.diff, s.o.diff, s.o.diff)
 	fmt.Fprintf(&b, "[failover]\nfailback_after = %q\n\n[metrics]\nlisten = %q\n\n[log]\nlevel = \"info\"\nformat = \"json\"\n", s.o.failbackAfter.String(), httpAddr)
@@ -253,6 +250,9 @@ func (s *soak) startSwitchyard() error {
 	}
 	s.cmd = exec.Command(s.o.switchyard, "run", "-config", cfgPath)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	if s.o.pprof != "" {
+		s.cmd.Env = append(os.Environ(), "SWITCHYARD_PPROF="+s.o.pprof)
+	}
 	if err := s.cmd.Start(); err != nil {
 		logf.Close()
 		return fmt.Errorf("soak: start switchyard: %w", err)
@@ -356,14 +356,57 @@ func (s *soak) chaos(ctx context.Context) {
 	s.logf("chaos over: every pool normal; events %v", counts)
 }
 
-// memLine formats the memory figures of a scrape.
-func memLine(m metricSet) string {
-	return fmt.Sprintf("rss %.1f MiB, go heap in use %.1f MiB, goroutines %.0f, miners connected %.0f",
-		m.sum("process_resident_memory_bytes")/(1<<20), m.sum("go_memstats_heap_inuse_bytes")/(1<<20),
-		m.sum("go_goroutines"), m.sum("switchyard_miners_connected"))
+// mem is switchyard's memory as /metrics reports it.
+type mem struct{ rss, heap, goroutines float64 }
+
+// memory reads switchyard's memory ten times, a second apart, and keeps
+// the smallest of each figure: the heap between two collections also holds
+// garbage, so a single reading depends on when the last one ran. With
+// -pprof, each reading follows a forced collection and the last heap
+// profile is saved as heap-<name>.pb.gz.
+func (s *soak) memory(name string) mem {
+	var m mem
+	for i := range 10 {
+		if i > 0 {
+			time.Sleep(time.Second)
+		}
+		if s.o.pprof != "" {
+			s.saveHeap(name)
+		}
+		ms, err := s.scrape()
+		if err != nil {
+			s.fail("memory: %v", err)
+			return m
+		}
+		r := mem{ms.sum("process_resident_memory_bytes"), ms.sum("go_memstats_heap_inuse_bytes"), ms.sum("go_goroutines")}
+		if i == 0 {
+			m = r
+		}
+		m = mem{min(m.rss, r.rss), min(m.heap, r.heap), min(m.goroutines, r.goroutines)}
+	}
+	s.logf("%-8s rss %.1f MiB, go heap in use %.1f MiB, goroutines %.0f (least of 10 readings over 10 s)",
+		name+":", m.rss/(1<<20), m.heap/(1<<20), m.goroutines)
+	return m
 }
 
-func (s *soak) checkMemory(base, final metricSet) {
+// saveHeap fetches a heap profile after a forced collection.
+func (s *soak) saveHeap(name string) {
+	resp, err := s.client.Get("http://" + s.o.pprof + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		s.logf("pprof: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(s.dir, "heap-"+name+".pb.gz"), b, 0o644)
+	}
+	if err != nil {
+		s.logf("pprof: %v", err)
+	}
+}
+
+func (s *soak) checkMemory(base, final mem) {
 	check := func(name string, b, f, limit float64, unit string, scale float64) {
 		if f > limit {
 			s.fail("%s %.1f%s after the chaos, baseline %.1f%s, limit %.1f%s", name, f/scale, unit, b/scale, unit, limit/scale, unit)
@@ -372,12 +415,9 @@ func (s *soak) checkMemory(base, final metricSet) {
 		}
 	}
 	const mib = 1 << 20
-	b, f := base.sum("go_memstats_heap_inuse_bytes"), final.sum("go_memstats_heap_inuse_bytes")
-	check("go heap in use", b, f, b*s.o.heapSlack+4*mib, " MiB", mib)
-	b, f = base.sum("process_resident_memory_bytes"), final.sum("process_resident_memory_bytes")
-	check("rss", b, f, b*s.o.rssSlack+16*mib, " MiB", mib)
-	b, f = base.sum("go_goroutines"), final.sum("go_goroutines")
-	check("goroutines", b, f, b+float64(s.o.goroutineSlack), "", 1)
+	check("go heap in use", base.heap, final.heap, base.heap*s.o.heapSlack+4*mib, " MiB", mib)
+	check("rss", base.rss, final.rss, base.rss*s.o.rssSlack+16*mib, " MiB", mib)
+	check("goroutines", base.goroutines, final.goroutines, base.goroutines+float64(s.o.goroutineSlack), "", 1)
 }
 
 // checkBooks drains the fleet and checks every account, in total and per
