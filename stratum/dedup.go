@@ -22,7 +22,8 @@ const DefaultDedupSize = 4096
 // entries; when it is full it becomes the previous generation, replacing the
 // one before, whose shares are forgotten. So a Dedup remembers at least the
 // last Size shares and at most 2·Size. Generations are cleared, not
-// reallocated, so a Dedup in steady state does not allocate.
+// reallocated, so a Dedup in steady state does not allocate; Reset after
+// an unusual number of shares releases them (see dedupKeep).
 //
 // The caller keeps one Dedup per miner (or per pool connection), calls Seen
 // for shares Check accepted, calls Reset on a clean_jobs notify (older jobs
@@ -68,9 +69,21 @@ func (d *Dedup) Seen(h *chainhash.Hash) bool {
 	return false
 }
 
-// Reset forgets every share, keeping the memory for reuse. Call it when a
-// clean_jobs notify makes all earlier jobs stale.
+// dedupKeep is the most shares a Dedup may have held for Reset to keep its
+// memory. A map never shrinks: without this, one burst (hours on one job
+// while every pool is down, or a flood) would pin its peak size for the
+// miner's whole life.
+const dedupKeep = 64
+
+// Reset forgets every share. Call it when a clean_jobs notify makes all
+// earlier jobs stale. It keeps the memory for reuse (no allocation in
+// steady state) unless more than dedupKeep shares were remembered: then the
+// memory goes back to the allocator.
 func (d *Dedup) Reset() {
+	if d.Len() > dedupKeep {
+		d.cur, d.prev = nil, nil
+		return
+	}
 	clear(d.cur)
 	clear(d.prev)
 }

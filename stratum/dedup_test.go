@@ -71,6 +71,38 @@ func TestDedup(t *testing.T) {
 			t.Fatal("share remembered after Reset")
 		}
 	})
+	t.Run("Reset after a burst releases the memory", func(t *testing.T) {
+		var d Dedup
+		for i := 0; i <= dedupKeep; i++ {
+			h := nthHash(i)
+			d.Seen(&h)
+		}
+		d.Reset()
+		if d.cur != nil || d.prev != nil {
+			t.Fatal("maps kept after a burst")
+		}
+		h := nthHash(0)
+		if d.Seen(&h) || !d.Seen(&h) {
+			t.Fatal("Dedup unusable after releasing its memory")
+		}
+	})
+	t.Run("Reset in steady state does not allocate", func(t *testing.T) {
+		var d Dedup
+		hashes := make([]chainhash.Hash, dedupKeep)
+		for k := range hashes {
+			hashes[k] = nthHash(k)
+		}
+		fill := func() {
+			for k := range hashes {
+				d.Seen(&hashes[k])
+			}
+			d.Reset()
+		}
+		fill()
+		if allocs := testing.AllocsPerRun(20, fill); allocs != 0 {
+			t.Fatalf("a block's worth of shares and Reset allocate %v times", allocs)
+		}
+	})
 	t.Run("bounded: two generations", func(t *testing.T) {
 		d := Dedup{Size: 4}
 		for i := 0; i < 8; i++ { // generation A: 0-3, generation B: 4-7
