@@ -133,6 +133,7 @@ func (c *conn) checkSubmits(now time.Time) {
 			expired++
 		}
 	}
+	s.shrinkPending()
 	if expired > 0 {
 		s.logLate(now, expired, c.submitSuspectAt.IsZero())
 		if c.submitSuspectAt.IsZero() {

@@ -252,9 +252,12 @@ type Session struct {
 	// methods are called with it held.
 	mu      sync.Mutex
 	pending map[uint64]pendingSubmit
-	rejects rejectWindow
-	conns   uint64 // connections made, numbering them from 1
-	res     Result // reused for SessionResult: no allocation per answer
+	// pendingPeak is the most submits pending at once since pending was
+	// made (see shrinkPending).
+	pendingPeak int
+	rejects     rejectWindow
+	conns       uint64 // connections made, numbering them from 1
+	res         Result // reused for SessionResult: no allocation per answer
 	// late counts submits timed out since the last log line about them,
 	// logged at lateLogAt (see logLate).
 	late      int
@@ -511,6 +514,7 @@ func (s *Session) resolveAll(reason stratum.Reason) {
 		delete(s.pending, id)
 		s.result(&p.sub, reason, 0, "", 0)
 	}
+	s.shrinkPending()
 	for {
 		select {
 		case sub := <-s.queue:
@@ -518,6 +522,21 @@ func (s *Session) resolveAll(reason stratum.Reason) {
 		default:
 			return
 		}
+	}
+}
+
+// pendingKeep is the most submits pending at once for which the pending
+// map is kept when it empties.
+const pendingKeep = 256
+
+// shrinkPending replaces the pending map once it is empty if it held more
+// than pendingKeep submits: a map never shrinks, and a dark spell (a
+// submit_timeout's worth of a farm's shares) would otherwise pin thousands
+// of entries for the session's life. s.mu must be held.
+func (s *Session) shrinkPending() {
+	if len(s.pending) == 0 && s.pendingPeak > pendingKeep {
+		s.pending = make(map[uint64]pendingSubmit)
+		s.pendingPeak = 0
 	}
 }
 

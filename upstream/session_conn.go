@@ -262,6 +262,7 @@ func (c *conn) answer(m *stratum.Message) {
 	now := s.now()
 	if p, ok := s.pending[id]; ok {
 		delete(s.pending, id)
+		s.shrinkPending()
 		c.submitAnswer(&p, m, now)
 		return
 	}
@@ -569,6 +570,7 @@ func (c *conn) register(buf []byte, sub *Submit) []byte {
 	}
 	id := s.nextID.Add(1)
 	s.pending[id] = pendingSubmit{sub: *sub, sent: s.now()}
+	s.pendingPeak = max(s.pendingPeak, len(s.pending))
 	worker := sub.Worker
 	if worker == "" {
 		worker = s.pool.User
