@@ -95,6 +95,7 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, version 
 	a.wg.Add(2)
 	go func() { defer a.wg.Done(); a.Pools.Run(rest) }()
 	go func() { defer a.wg.Done(); a.sampleHistory(rest) }()
+	a.awaitPools(ctx)
 	go func() {
 		defer close(a.proxyDone)
 		if err := a.Proxy.Serve(px); err != nil {
@@ -351,5 +352,26 @@ func ProxyOptions(cfg *config.Config, log zerolog.Logger, met *metrics.Metrics, 
 		Log:                  log,
 		Metrics:              met,
 		Version:              version,
+	}
+}
+
+// awaitPools holds the miner listener back until the pools being connected
+// have each sent a job or failed (bounded by the manager's startup grace,
+// a few seconds): a miner subscribing earlier could be given a larger
+// extranonce2 than a backup pool allows, and would need a reconnect at the
+// first failover.
+func (a *App) awaitPools(ctx context.Context) {
+	start := time.Now()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for !a.Pools.Settled() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+	if d := time.Since(start); d > time.Second {
+		a.log.Info().Dur("waited", d).Msg("pools answered or failed: accepting miners")
 	}
 }

@@ -77,6 +77,9 @@ type poolRun struct {
 	darkSince  time.Time
 	darkReason string
 	removed    bool
+	// tried is set once a session of the pool has had a job or failed:
+	// its extranonce2 size is known, or it is known to be unreachable.
+	tried bool
 	// strikes counts failbacks to this pool that ended with it going dark
 	// again within its hold; each doubles the hold.
 	strikes int
@@ -235,6 +238,9 @@ func (m *Manager) SessionState(s *Session, st State, reason string) {
 	if p == nil {
 		return
 	}
+	if st == StateDown && reason != "" {
+		p.tried = true
+	}
 	if met := m.opts.Metrics; met != nil && st == StateConnecting {
 		met.PoolReconnects.WithLabelValues(p.pool.Name).Inc()
 	}
@@ -258,6 +264,7 @@ func (m *Manager) SessionJob(s *Session, j *Job) {
 	if met := m.opts.Metrics; met != nil {
 		met.PoolLastJob.WithLabelValues(p.pool.Name).Set(float64(j.Received.UnixNano()) / 1e9)
 	}
+	p.tried = true
 	if n := int32(j.Extranonce2Size); n > 0 {
 		if cur := m.minEn2.Load(); cur == 0 || n < cur {
 			m.minEn2.Store(n)
@@ -500,6 +507,28 @@ func (m *Manager) detectionLag(reason string) time.Duration {
 }
 
 // startGrace is how long startup waits for better-ranked pools.
+// Settled reports whether every pool being connected has either sent a job
+// (so its extranonce2 size is known) or failed, or the startup grace has
+// passed. Miners accepted after that are sized for the smallest of those
+// pools, so that failing over to any of them needs neither
+// mining.set_extranonce nor client.reconnect.
+func (m *Manager) Settled() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.started {
+		return false
+	}
+	if time.Since(m.runStart) >= m.startGrace() {
+		return true
+	}
+	for _, p := range m.pools {
+		if len(p.sessions) > 0 && !p.tried {
+			return false
+		}
+	}
+	return true
+}
+
 func (m *Manager) startGrace() time.Duration {
 	return m.opts.Session.DialTimeout + 2*m.opts.Session.SubmitTimeout
 }

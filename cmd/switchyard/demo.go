@@ -97,7 +97,11 @@ func demo(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "timeline: primary goes %s at %s, comes back at %s, miners return %s after that\n\n",
 		mode, *blackout, *restore, *failback)
 
-	fleet, err := sim.StartFleet(ctx, sim.FleetConfig{
+	// The fleet outlives ctx until its books are read: a miner hanging up
+	// because the demo ends is not a connection switchyard dropped.
+	fleetCtx, fleetCancel := context.WithCancel(context.Background())
+	defer fleetCancel()
+	fleet, err := sim.StartFleet(fleetCtx, sim.FleetConfig{
 		Addr:               a.MinerAddr(),
 		Miners:             *miners,
 		User:               "rig",
@@ -120,11 +124,16 @@ func demo(args []string, stdout, stderr io.Writer) int {
 	for {
 		select {
 		case <-ctx.Done():
-			dropped := sumValues(fleet.Stats().Disconnects) // before the fleet itself hangs up
+			st := fleet.Stats() // before the fleet itself hangs up
+			dropped := sumValues(st.Disconnects) - st.Disconnects[sim.CauseClosed]
+			fleetCancel()
 			_ = fleet.Close()
 			fs := fleet.Stats()
 			fmt.Fprintf(stdout, "\ndone: %d miners, %d shares submitted, %d accepted, %d rejected, %d lost; miner connections dropped by switchyard: %d\n",
 				fs.Miners, fs.Submits, fs.Accepted, fs.RejectedTotal(), fs.Lost, dropped)
+			if dropped > 0 || fs.RejectedTotal() > 0 {
+				fmt.Fprintf(stdout, "disconnects by cause %v; rejected by reason %v\n", st.Disconnects, fs.Rejected)
+			}
 			fmt.Fprintf(stdout, "pools: primary accepted %d, backup accepted %d (shares in flight to the dark pool are counted as lost in switchyard_pool_shares_total)\n",
 				pools[0].Stats().Accepted, pools[1].Stats().Accepted)
 			return 0
