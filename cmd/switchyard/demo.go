@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -134,8 +136,18 @@ func demo(args []string, stdout, stderr io.Writer) int {
 			if dropped > 0 || fs.RejectedTotal() > 0 {
 				fmt.Fprintf(stdout, "disconnects by cause %v; rejected by reason %v\n", st.Disconnects, fs.Rejected)
 			}
-			fmt.Fprintf(stdout, "pools: primary accepted %d, backup accepted %d (shares in flight to the dark pool are counted as lost in switchyard_pool_shares_total)\n",
-				pools[0].Stats().Accepted, pools[1].Stats().Accepted)
+			// switchyard's own books: what it forwarded and what became of it.
+			// Shares below the pool's difficulty are answered locally and not
+			// forwarded, so the pools count fewer than the miners.
+			tot := a.Totals()
+			fmt.Fprintf(stdout, "switchyard: forwarded %.0f shares that met the pool's difficulty: %.0f answered accepted, %.0f rejected, %.0f lost%s\n",
+				tot.Forwarded, tot.PoolAccepted, tot.PoolRejected, tot.PoolLost, lostReasons(tot.LostBy))
+			own := pools[0].Stats().Accepted + pools[1].Stats().Accepted
+			fmt.Fprintf(stdout, "the pools' own ledgers: primary accepted %d, backup accepted %d", pools[0].Stats().Accepted, pools[1].Stats().Accepted)
+			if float64(own) > tot.PoolAccepted {
+				fmt.Fprint(stdout, " (a frozen pool that wakes up still credits shares it read late, which switchyard had to count as lost)")
+			}
+			fmt.Fprintln(stdout)
 			return 0
 		case now := <-tick.C:
 			t := now.Sub(start).Round(time.Second)
@@ -180,4 +192,24 @@ func sumValues(m map[string]uint64) uint64 {
 		n += v
 	}
 	return n
+}
+
+// lostReasons formats lost shares by reason as " (reason n, …)", or "".
+func lostReasons(by map[string]float64) string {
+	if len(by) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(by))
+	for k := range by {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %.0f", k, by[k])
+	}
+	return " (" + b.String() + ")"
 }
