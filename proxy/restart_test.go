@@ -2,7 +2,10 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"net"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -39,5 +42,32 @@ func TestRestartBindsAtOnce(t *testing.T) {
 		<-done
 		c.Close()
 		cancel()
+	}
+}
+
+// TestListenInUseSaysSo: a port another process listens on is refused with
+// the kernel's reason, not the error of a later setup step.
+func TestListenInUseSaysSo(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	addr := ln.Addr().String()
+	s := New(Options{Listen: addr, Log: zerolog.Nop()}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	_, err = s.Ready(ctx)
+	if err == nil {
+		_ = s.Stop(ctx)
+		t.Fatalf("Ready on %s, which is in use: no error", addr)
+	}
+	if !errors.Is(err, syscall.EADDRINUSE) || !strings.Contains(err.Error(), addr) {
+		t.Fatalf("Ready error %q: want EADDRINUSE naming %s", err, addr)
+	}
+	if serr := <-done; serr == nil || serr.Error() != err.Error() {
+		t.Fatalf("Serve returned %v, Ready %v: want the same error", serr, err)
 	}
 }

@@ -146,13 +146,30 @@ func (s *Server) Serve(ctx context.Context) error {
 		opts = append(opts, gnet.WithNumEventLoop(s.opts.EventLoops))
 	}
 	err := gnet.Run(s, "tcp://"+s.opts.Listen, opts...)
-	s.runErr = err
 	close(s.stopped)
 	select {
 	case <-s.started:
 	default:
+		err = listenError(s.opts.Listen, err)
+		s.runErr = err
 		close(s.started) // failed before boot: unblock Ready
 	}
+	return err
+}
+
+// listenError explains a failure to start listening. gnet reports a bind
+// error as a later step's ("setsockopt: bad file descriptor"), so the bind
+// is tried once more with the standard library to name the real cause,
+// such as "address already in use".
+func listenError(addr string, err error) error {
+	if err == nil {
+		return nil
+	}
+	l, lerr := net.Listen("tcp", addr)
+	if lerr != nil {
+		return lerr // "listen tcp ADDR: bind: address already in use"
+	}
+	_ = l.Close()
 	return err
 }
 
