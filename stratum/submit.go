@@ -53,7 +53,7 @@ func (s *Submit) Decode(params [][]byte) error {
 }
 
 // AppendSubmit appends a mining.submit request as switchyard sends it to a
-// pool. en2 is the full extranonce2 (prefix ‖ pad ‖ miner's extranonce2).
+// pool. en2 is the full extranonce2 (pad ‖ prefix ‖ miner's extranonce2).
 func AppendSubmit(dst []byte, id uint64, worker, jobID string, en2 []byte, ntime, nonce, version uint32, hasVersion bool) []byte {
 	dst = append(dst, `{"id":`...)
 	dst = strconv.AppendUint(dst, id, 10)

@@ -182,7 +182,7 @@ type Submit struct {
 	Ticket         uint64 // the caller's id, returned in the Result
 	Worker         string // worker name for the pool; "" sends Pool.User
 	JobID          string
-	Extranonce2    [stratum.MaxExtranonce2Size]byte // the full extranonce2 (prefix ‖ pad ‖ miner's) in its first Extranonce2Len bytes
+	Extranonce2    [stratum.MaxExtranonce2Size]byte // the full extranonce2 (pad ‖ prefix ‖ miner's) in its first Extranonce2Len bytes
 	Extranonce2Len uint8
 	NTime          uint32
 	Nonce          uint32
