@@ -477,7 +477,23 @@ func (s *Session) Run(ctx context.Context) {
 	s.mu.Lock()
 	s.setState(StateDown, "stopped")
 	s.resolveAll(stratum.ReasonUpstreamDown)
+	s.release()
 	s.mu.Unlock()
+}
+
+// release frees what only a running session needs, once Run is over. The
+// miners' recent jobs keep a stopped session referenced for as long as
+// they are kept (minutes), and a pool that flaps is stopped and started
+// many times: the submit queue alone is QueueLen × 96 bytes (384 KiB by
+// default). Submit fails with ErrNotLive from here on, before it would
+// touch the queue. s.mu must be held.
+func (s *Session) release() {
+	s.qmu.Lock()
+	s.queue = nil
+	s.qmu.Unlock()
+	s.pending = map[uint64]pendingSubmit{}
+	s.pendingPeak = 0
+	s.rejects = rejectWindow{}
 }
 
 // setState records st and reports it when it changed. s.mu must be held.

@@ -723,6 +723,15 @@ func TestStopResolvesPending(t *testing.T) {
 	if s.State() != StateDown {
 		t.Errorf("state %v", s.State())
 	}
+	// A stopped session stays referenced by the miners' recent jobs for
+	// minutes: it must not keep its submit queue (s.mu is held by Run from
+	// the "stopped" report until the release).
+	s.mu.Lock()
+	q, window := s.queue, len(s.rejects.ring)
+	s.mu.Unlock()
+	if q != nil || window != 0 {
+		t.Errorf("stopped session keeps its submit queue (cap %d) or reject window (%d)", cap(q), window)
+	}
 }
 
 func TestSubmitErrors(t *testing.T) {
