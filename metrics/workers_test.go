@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -148,5 +149,39 @@ func BenchmarkWorkerAccepted(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		h.Accepted(65536, now)
+	}
+}
+
+// BenchmarkScrapeWorkers is one scrape of /metrics with the full operator
+// set and 10,000 workers with per-worker series, as Prometheus sees it
+// (plain text, no compression): what per_worker = true costs a scrape.
+func BenchmarkScrapeWorkers(b *testing.B) {
+	for _, n := range []int{0, 10000} {
+		b.Run("workers="+strconv.Itoa(n), func(b *testing.B) {
+			reg := prometheus.NewRegistry()
+			New(reg)
+			w := NewWorkers(reg, 0)
+			now := time.Now()
+			for i := range n {
+				h := w.Get("farm.rack" + strconv.Itoa(i/100) + "-" + strconv.Itoa(i%100))
+				h.Accepted(65536, now)
+				if i%10 == 0 {
+					h.Rejected()
+				}
+			}
+			srv := Handler(reg, HandlerOptions{})
+			req := httptest.NewRequest("GET", "/metrics", nil)
+			var size int
+			b.ReportAllocs()
+			for b.Loop() {
+				rec := httptest.NewRecorder()
+				srv.ServeHTTP(rec, req)
+				if rec.Code != 200 {
+					b.Fatalf("status %d", rec.Code)
+				}
+				size = rec.Body.Len()
+			}
+			b.ReportMetric(float64(size), "bytes/scrape")
+		})
 	}
 }
