@@ -3,7 +3,6 @@ package app_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"math"
 	"net/http"
 	"testing"
@@ -152,5 +151,5 @@ func TestMetricsMatchMinersAndPools(t *testing.T) {
 	if midAccepted > float64(fs.Accepted) || midAccepted < 200 {
 		t.Errorf("mid-run accepted %v not within [200, %d]", midAccepted, fs.Accepted)
 	}
-	t.Log(fmt.Sprintf("miners %d, submits %d, accepted %d; pool accepted %d", miners, fs.Submits, fs.Accepted, ps.Accepted))
+	t.Logf("miners %d, submits %d, accepted %d; pool accepted %d", miners, fs.Submits, fs.Accepted, ps.Accepted)
 }

@@ -80,12 +80,6 @@ func (l *lane) releasePrefix(p uint32, worked bool) {
 	l.mu.Unlock()
 }
 
-func (l *lane) miners() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.inUse
-}
-
 // laneJob is one job as a lane's miners see it: the pool job with the
 // session's extranonce1 (and padding) folded into coinb1, under a
 // switchyard job id. Immutable once published.

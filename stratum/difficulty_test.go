@@ -58,15 +58,6 @@ func targetInt(t Target) *big.Int {
 	return new(big.Int).SetBytes(be[:])
 }
 
-func intTarget(x *big.Int) Target {
-	var t Target
-	b := x.Bytes()
-	for i := range b {
-		t[i] = b[len(b)-1-i]
-	}
-	return t
-}
-
 func TestDifficultyTarget(t *testing.T) {
 	tests := []struct {
 		name string

@@ -28,7 +28,7 @@ type soakOptions struct {
 	switchyard, dir, logLevel, pprof string
 	miners, pools                    int
 	rate, diff                       float64
-	duration, warmup, settle, before time.Duration
+	duration, warmup, settle         time.Duration
 	gapMin, gapMax, recoverWithin    time.Duration
 	failbackAfter                    time.Duration
 	seed                             uint64
