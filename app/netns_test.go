@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -119,6 +120,9 @@ type netns struct {
 	hostIP, peerIP       string
 }
 
+// netnsSeq numbers the namespaces of this process.
+var netnsSeq atomic.Int32
+
 // setupNetns creates the namespace and the veth pair, or skips the test
 // when that is impossible here. Everything is removed at cleanup.
 func setupNetns(t *testing.T) *netns {
@@ -130,10 +134,11 @@ func setupNetns(t *testing.T) *netns {
 		t.Skip("netns blackhole test: no ip command (iproute2)")
 	}
 	pid := os.Getpid()
+	seq := netnsSeq.Add(1) // several tests of one process each have their own
 	nn := &netns{
-		ns:       fmt.Sprintf("sy-test-%d", pid),
-		hostVeth: fmt.Sprintf("syh%d", pid),
-		nsVeth:   fmt.Sprintf("syn%d", pid),
+		ns:       fmt.Sprintf("sy-test-%d-%d", pid, seq),
+		hostVeth: fmt.Sprintf("syh%dx%d", pid, seq),
+		nsVeth:   fmt.Sprintf("syn%dx%d", pid, seq),
 	}
 	removeStaleNetns(t)
 	if out, err := exec.Command("ip", "netns", "add", nn.ns).CombinedOutput(); err != nil {
@@ -198,10 +203,11 @@ func removeStaleNetns(t *testing.T) {
 	}
 	for _, line := range strings.Split(string(out), "\n") {
 		name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
-		pid, ok := strings.CutPrefix(name, "sy-test-")
+		rest, ok := strings.CutPrefix(name, "sy-test-")
 		if !ok {
 			continue
 		}
+		pid, _, _ := strings.Cut(rest, "-")
 		if _, err := strconv.Atoi(pid); err != nil {
 			continue
 		}
@@ -287,4 +293,50 @@ func (nn *netns) poolStats(t *testing.T) sim.PoolStats {
 		t.Fatalf("helper pool stats: %v", err)
 	}
 	return ps
+}
+
+// TestNetnsIdleBlackhole cuts the namespace's link while no share flows
+// (the miners are connected and authorized but do not hash), so no submit
+// can go unanswered: only TCP keepalive probes, bounded by TCP_USER_TIMEOUT,
+// can find the dead pool. With keepalive 5 s and user_timeout 10 s the
+// kernel gives up on the connection user_timeout after the last answered
+// probe, 5–15 s after the cut, long before job_timeout; miners are moved
+// to p1 without being dropped.
+func TestNetnsIdleBlackhole(t *testing.T) {
+	nn := setupNetns(t)
+	t.Parallel()
+	poolAddr := net.JoinHostPort(nn.peerIP, "3333")
+	startNetnsPool(t, nn, poolAddr)
+
+	const keepalive, userTimeout = 5 * time.Second, 10 * time.Second
+	r := newRig(t, 2, nil, func(c *config.Config) {
+		c.Pools[0].URL = "stratum+tcp://" + poolAddr
+		c.Failover.Keepalive = config.Duration(keepalive)
+		c.Failover.UserTimeout = config.Duration(userTimeout)
+		c.Failover.JobTimeout = config.Duration(120 * time.Second)
+	})
+	const n = 20
+	fleet := r.startFleet(n, func(c *sim.FleetConfig) { c.Idle = true })
+	waitFor(t, 20*time.Second, "idle miners on the pool in the namespace", func() bool {
+		return fleet.Stats().Ready == n && r.app.Pools.Active() == "p0"
+	})
+
+	tCut := time.Now()
+	nn.ip(t, "-n", nn.ns, "link", "set", "dev", nn.nsVeth, "down")
+	r.waitActive("p1", userTimeout+keepalive+10*time.Second)
+	took := time.Since(tCut)
+	t.Logf("link cut with no share in flight: miners on p1 %s later", took.Round(time.Millisecond))
+	// The kernel counts user_timeout from the last ACK it had, a keepalive
+	// probe's at most one keepalive interval before the cut.
+	if low := userTimeout - keepalive - time.Second; took < low {
+		t.Errorf("switched %s after the cut: sooner than user_timeout %s after the last probe could have been answered", took, userTimeout)
+	}
+	if got := r.counter("switchyard_failovers_total", "from", "p0", "to", "p1", "reason", "submit_timeout") +
+		r.counter("switchyard_failovers_total", "from", "p0", "to", "p1", "reason", "job_timeout"); got != 0 {
+		t.Errorf("%v failovers by submit or job timeout: no share was in flight and no job was due", got)
+	}
+	if s := fleet.Stats(); s.Submits != 0 {
+		t.Errorf("idle miners submitted %d shares", s.Submits)
+	}
+	r.checkConnected(fleet, n)
 }
