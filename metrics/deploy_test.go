@@ -376,8 +376,9 @@ func TestREADMEListsEveryMetric(t *testing.T) {
 }
 
 // TestDeployPromtool checks the alert rules, and the dashboard's queries as
-// recording rules, with Prometheus' own parser when promtool is installed
-// (go install github.com/prometheus/prometheus/cmd/promtool@latest).
+// recording rules, with Prometheus' own parser, and runs the alerts' unit
+// tests (deploy/prometheus/alerts_test.yml), when promtool is installed
+// (Debian: apt-get install prometheus; CI installs it).
 func TestDeployPromtool(t *testing.T) {
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
@@ -414,5 +415,12 @@ func TestDeployPromtool(t *testing.T) {
 	out, err := exec.CommandContext(ctx, promtool, "check", "rules", "../deploy/prometheus/alerts.yml", dash).CombinedOutput()
 	if err != nil {
 		t.Fatalf("promtool check rules: %v\n%s", err, out)
+	}
+	// The alerts' unit tests: each alert fires on the series it is meant
+	// for, after its "for", and not before.
+	test := exec.CommandContext(ctx, promtool, "test", "rules", "alerts_test.yml")
+	test.Dir = "../deploy/prometheus"
+	if out, err := test.CombinedOutput(); err != nil {
+		t.Fatalf("promtool test rules: %v\n%s", err, out)
 	}
 }
