@@ -142,9 +142,9 @@ func demo(args []string, stdout, stderr io.Writer) int {
 			tot := a.Totals()
 			fmt.Fprintf(stdout, "switchyard: forwarded %.0f shares that met the pool's difficulty: %.0f answered accepted, %.0f rejected, %.0f lost%s\n",
 				tot.Forwarded, tot.PoolAccepted, tot.PoolRejected, tot.PoolLost, lostReasons(tot.LostBy))
-			own := pools[0].Stats().Accepted + pools[1].Stats().Accepted
-			fmt.Fprintf(stdout, "the pools' own ledgers: primary accepted %d, backup accepted %d", pools[0].Stats().Accepted, pools[1].Stats().Accepted)
-			if float64(own) > tot.PoolAccepted {
+			primary, backup := pools[0].Stats().Accepted, pools[1].Stats().Accepted
+			fmt.Fprintf(stdout, "the pools' own ledgers: primary accepted %d, backup accepted %d", primary, backup)
+			if float64(primary+backup) > tot.PoolAccepted {
 				fmt.Fprint(stdout, " (a frozen pool that wakes up still credits shares it read late, which switchyard had to count as lost)")
 			}
 			fmt.Fprintln(stdout)
