@@ -3,6 +3,7 @@ package stratum
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -413,5 +414,63 @@ func TestDecodeAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("submit decode+answer allocates %.1f times", allocs)
+	}
+}
+
+// TestNotifyBranchLen pins how deep a merkle branch a notify may carry:
+// every length up to MaxBranchLen decodes (one hash per level of the
+// block's transaction tree: a block of more than 65,536 transactions needs
+// more than MaxParams), one more is refused.
+func TestNotifyBranchLen(t *testing.T) {
+	tests := []struct {
+		name string
+		n    int
+		ok   bool
+	}{
+		{"empty", 0, true},
+		{"one", 1, true},
+		{"as many as MaxParams", MaxParams, true},
+		{"one more than MaxParams", MaxParams + 1, true},
+		{"at the limit", MaxBranchLen, true},
+		{"over the limit", MaxBranchLen + 1, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hashes := make([]string, tt.n)
+			for i := range hashes {
+				hashes[i] = `"` + strings.Repeat(fmt.Sprintf("%02x", i), 32) + `"`
+			}
+			line := `{"id":null,"method":"mining.notify","params":["bf","` + strings.Repeat("00", 32) + `","01","02",[` +
+				strings.Join(hashes, ",") + `],"00000002","1c2ac4af","504e86b9",true]}`
+			var m Message
+			if err := m.Decode([]byte(line)); err != nil {
+				t.Fatalf("message: %v", err)
+			}
+			var n Notify
+			err := n.Decode(m.Params)
+			if !tt.ok {
+				if err == nil {
+					t.Fatalf("%d hashes accepted", tt.n)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("%d hashes: %v", tt.n, err)
+			}
+			if len(n.Branch) != tt.n {
+				t.Fatalf("decoded %d hashes, want %d", len(n.Branch), tt.n)
+			}
+			for i := range n.Branch {
+				if n.Branch[i][0] != byte(i) || n.Branch[i][31] != byte(i) {
+					t.Fatalf("hash %d decoded as %x", i, n.Branch[i])
+				}
+			}
+			if _, err := NewJob(&n); err != nil {
+				t.Fatalf("NewJob: %v", err)
+			}
+			if got := string(n.AppendJSON(nil)); got != line+"\n" {
+				t.Fatalf("re-encoded\n%s\nwant\n%s", got, line)
+			}
+		})
 	}
 }

@@ -41,21 +41,8 @@ func (n *Notify) Decode(params [][]byte) error {
 	if n.Coinb2, err = hexAlloc(params[3], MaxCoinbaseLen); err != nil {
 		return err
 	}
-	var branch Message
-	if err := branch.splitParams(params[4]); err != nil {
-		return ErrBadParams
-	}
-	if len(branch.Params) > MaxBranchLen {
-		return ErrBadParams
-	}
-	n.Branch = make([][32]byte, len(branch.Params))
-	for i, h := range branch.Params {
-		if len(h) != 66 {
-			return ErrBadParams
-		}
-		if _, err := HexParam(n.Branch[i][:], h); err != nil {
-			return err
-		}
+	if n.Branch, err = decodeBranch(params[4]); err != nil {
+		return err
 	}
 	if n.Version, err = Uint32Hex(params[5]); err != nil {
 		return err
@@ -70,6 +57,57 @@ func (n *Notify) Decode(params [][]byte) error {
 		return err
 	}
 	return nil
+}
+
+// decodeBranch reads the merkle branch, a JSON array of up to MaxBranchLen
+// 32-byte hex hashes, into a new slice.
+//
+// NOTE: the branch is not split with Message.splitParams: that stops at
+// MaxParams (16) values, and a branch has one hash per level of the
+// block's transaction tree, more than 16 for a block of more than 65,536
+// transactions.
+func decodeBranch(val []byte) ([][32]byte, error) {
+	if len(val) < 2 || val[0] != '[' {
+		return nil, ErrBadParams
+	}
+	var raw [MaxBranchLen][]byte
+	n := 0
+	i := skipSpace(val, 1)
+	if i < len(val) && val[i] == ']' {
+		return [][32]byte{}, nil
+	}
+	for {
+		end, err := skipValue(val, i, 1)
+		if err != nil {
+			return nil, ErrBadParams
+		}
+		if n == MaxBranchLen {
+			return nil, ErrBadParams
+		}
+		raw[n] = val[i:end]
+		n++
+		i = skipSpace(val, end)
+		if i >= len(val) {
+			return nil, ErrBadParams
+		}
+		if val[i] == ']' {
+			break
+		}
+		if val[i] != ',' {
+			return nil, ErrBadParams
+		}
+		i = skipSpace(val, i+1)
+	}
+	branch := make([][32]byte, n)
+	for k, h := range raw[:n] {
+		if len(h) != 66 {
+			return nil, ErrBadParams
+		}
+		if _, err := HexParam(branch[k][:], h); err != nil {
+			return nil, err
+		}
+	}
+	return branch, nil
 }
 
 // maxJobIDLen bounds job ids; pools use a few hex digits.
