@@ -14,14 +14,19 @@ import (
 // The transitions, with the reason reported to Handler.SessionState:
 //
 //	down        → connecting   Run dials ("dial")
-//	connecting  → handshaking  TCP (SOCKS5, TLS) up ("connected")
+//	connecting  → handshaking  TCP (SOCKS5, TLS) up: the session's first
+//	                           connection ("connected"), or a later one
+//	                           ("reconnected")
 //	connecting  → down         dial failed ("dial: connection refused", "dial: i/o timeout", …)
 //	handshaking → live         subscribed, authorized, configure answered or given
-//	                           up on, and a first job in ("authorized")
+//	                           up on, and a first job in, at the difficulty of
+//	                           a mining.set_difficulty or after waiting a short
+//	                           grace for one ("authorized")
 //	handshaking → down         a subscribe or authorize answer later than
 //	                           SubmitTimeout ("handshake timeout"); no job
 //	                           JobTimeout after authorize ("job_timeout");
-//	                           "unauthorized"; "subscribe refused"; …
+//	                           "unauthorized"; "extranonce2_too_small";
+//	                           "subscribe refused"; …
 //	live        → suspect      a submit unanswered after SubmitTimeout
 //	                           ("submit_timeout"); no job for JobTimeout
 //	                           ("job_timeout"); reject ratio over the window
@@ -36,12 +41,40 @@ import (
 //	live/suspect → down        "eof", "read: connection reset by peer",
 //	                           "line too long", "write: …", "reconnect"
 //	                           (client.reconnect), "malformed: …" (5 bad
-//	                           lines in a row), "stopped" (Run's context)
+//	                           lines in a row), "extranonce2_too_small"
+//	                           (mining.set_extranonce), "stopped" (Run's
+//	                           context)
 //
 // Submit is accepted in live and suspect only. Down always resolves every
 // pending submit as lost (ReasonUpstreamDown) and is followed by a redial
-// after the backoff.
+// after the backoff: BackoffMax at once after a refusal for good (see
+// RefusedForGood).
 type State uint8
+
+// Reasons reported with Handler.SessionState that callers may branch on.
+// The other reasons are for logs and may change ("dial: …", "read: …").
+const (
+	// ReasonConnected: handshaking on the session's first connection.
+	ReasonConnected = "connected"
+	// ReasonReconnected: handshaking on a connection made after an earlier
+	// connection of the same session was established (and lost).
+	ReasonReconnected = "reconnected"
+	// ReasonAuthorized: live with the connection's first job.
+	ReasonAuthorized = "authorized"
+	// ReasonUnauthorized: down, the pool refused Pool.User.
+	ReasonUnauthorized = "unauthorized"
+	// ReasonExtranonce2TooSmall: down, the pool's extranonce2 (in the
+	// mining.subscribe answer or a mining.set_extranonce) is smaller than
+	// Options.MinExtranonce2Size.
+	ReasonExtranonce2TooSmall = "extranonce2_too_small"
+)
+
+// RefusedForGood reports whether a down reason is a refusal that redialing
+// at once will not fix (ReasonUnauthorized, ReasonExtranonce2TooSmall): the
+// session waits BackoffMax before it tries again.
+func RefusedForGood(reason string) bool {
+	return reason == ReasonUnauthorized || reason == ReasonExtranonce2TooSmall
+}
 
 // The states of a Session. A Session that has not run yet is StateDown.
 const (
@@ -262,7 +295,7 @@ func (b *backoff) next() time.Duration {
 	return jitter(d)
 }
 
-// fail jumps to the longest delay (a refused authorization will not fix
+// fail jumps to the longest delay (a refusal for good will not fix
 // itself in a second) and returns it.
 func (b *backoff) fail() time.Duration {
 	b.base = b.max

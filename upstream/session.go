@@ -152,7 +152,9 @@ type Options struct {
 type Handler interface {
 	// SessionState reports every change of state, with a short reason
 	// such as "dial: connection refused", "eof", "submit_timeout",
-	// "job_timeout", "rejecting", "handshake timeout" or "unauthorized".
+	// "job_timeout", "rejecting", "handshake timeout" or one of the Reason
+	// constants ("connected", "reconnected", "authorized", "unauthorized",
+	// "extranonce2_too_small").
 	SessionState(s *Session, st State, reason string)
 	// SessionJob delivers a new job. The first job of a connection is
 	// delivered just before the SessionState(StateLive) that it enables;
@@ -168,7 +170,7 @@ type Handler interface {
 type Job struct {
 	Notify          *stratum.Notify // as the pool sent it
 	Job             *stratum.Job    // stratum.NewJob(Notify), validated
-	Difficulty      float64         // pool difficulty for shares of this job: the last set_difficulty before the notify (1 if none)
+	Difficulty      float64         // pool difficulty for its shares: the last set_difficulty before the notify, or before its delivery for a connection's first job (1 if none)
 	Extranonce1     []byte          // the connection's extranonce1 for this job; do not modify
 	Extranonce2Size int             // the pool's extranonce2 size, bytes
 	VersionMask     uint32          // version-rolling mask agreed with the pool; 0: no rolling
@@ -462,8 +464,8 @@ func (s *Session) Run(ctx context.Context) {
 		}
 		wait := bo.next()
 		switch {
-		case out.unauthorized:
-			wait = bo.fail() // straight to the longest delay
+		case out.refused:
+			wait = bo.fail() // straight to the longest delay: redialing will not fix it
 		case out.reconnect != nil:
 			redirect = out.reconnect.addr
 			wait = max(wait, out.reconnect.wait)

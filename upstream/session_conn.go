@@ -35,11 +35,11 @@ type conn struct {
 	msg    stratum.Message
 
 	// guarded by s.mu
-	failed       bool
-	reason       string
-	unauthorized bool
-	reconnect    *reconnectTarget
-	ctl          []byte // control lines waiting for the writer
+	failed    bool
+	reason    string
+	refused   bool // refused for good (RefusedForGood): redial after BackoffMax
+	reconnect *reconnectTarget
+	ctl       []byte // control lines waiting for the writer
 
 	subID, cfgID, authID   uint64
 	subSent, cfgSent       time.Time
@@ -49,8 +49,11 @@ type conn struct {
 	en1                    []byte
 	en2Size                int
 	diff                   float64
+	diffSeen               bool        // a mining.set_difficulty came on this connection
+	diffWait               *time.Timer // the grace for a first set_difficulty (see diffGrace); nil: not started
+	diffWaited             bool        // that grace is over
 	mask                   uint32
-	pendingJob             *Job // latest job before live
+	pendingJob             *Job // latest job before live, not delivered: takes later set_difficulty, extranonce, mask
 	lastJobAt, liveSince   time.Time
 	submitSuspectAt        time.Time // zero: not suspect for submit timeouts
 	jobSuspectAt           time.Time // zero: not suspect for job silence
@@ -65,10 +68,10 @@ type reconnectTarget struct {
 
 // outcome is what Run needs to know about an ended connection.
 type outcome struct {
-	reason       string
-	liveFor      time.Duration
-	unauthorized bool
-	reconnect    *reconnectTarget
+	reason    string
+	liveFor   time.Duration
+	refused   bool // RefusedForGood(reason)
+	reconnect *reconnectTarget
 }
 
 // serve runs one connection until it fails or ctx ends.
@@ -99,7 +102,11 @@ func (s *Session) serve(ctx context.Context, raw, nc net.Conn) outcome {
 	c.subSent = now
 	c.ctl = stratum.AppendCall(c.ctl, c.subID, stratum.MethodSubscribe, s.opts.UserAgent)
 	c.kick <- struct{}{}
-	s.setState(StateHandshaking, "connected")
+	why := ReasonConnected
+	if c.serial > 1 {
+		why = ReasonReconnected
+	}
+	s.setState(StateHandshaking, why)
 	s.mu.Unlock()
 
 	var wg sync.WaitGroup
@@ -114,7 +121,7 @@ func (s *Session) serve(ctx context.Context, raw, nc net.Conn) outcome {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := outcome{reason: c.reason, unauthorized: c.unauthorized, reconnect: c.reconnect}
+	out := outcome{reason: c.reason, refused: c.refused, reconnect: c.reconnect}
 	if !c.liveSince.IsZero() {
 		out.liveFor = s.now().Sub(c.liveSince)
 	}
@@ -140,6 +147,10 @@ func (c *conn) fail(reason string) {
 	s := c.s
 	c.failed = true
 	c.reason = reason
+	c.refused = RefusedForGood(reason)
+	if c.diffWait != nil {
+		c.diffWait.Stop()
+	}
 	ev := s.log.Warn()
 	if reason == "stopped" || reason == "reconnect" {
 		ev = s.log.Info()
@@ -194,8 +205,9 @@ func (c *conn) handle(line []byte) {
 			c.bad("bad mining.set_difficulty", err, line)
 			return
 		}
-		c.diff = d
+		c.diff, c.diffSeen = d, true
 		s.log.Debug().Float64("difficulty", d).Msg("pool difficulty")
+		c.tryLive() // a pending first job takes it and may go now
 	case stratum.MethodSetExtranonce:
 		c.setExtranonce(m, line)
 	case stratum.MethodSetVersionMask:
@@ -219,15 +231,36 @@ func (c *conn) handle(line []byte) {
 		}
 		s.log.Info().Str("message", msg).Msg("pool message")
 	case stratum.MethodGetVersion:
-		if len(m.ID) > 0 && string(m.ID) != "null" {
+		if hasID(m) {
 			ua := strconv.AppendQuote(nil, s.opts.UserAgent)
 			c.send(stratum.AppendResultRaw(nil, m.ID, ua))
 		}
+	case methodPing:
+		// cgminer (util.c, send_pong) answers "pong"; a pool that pings
+		// may take silence for a dead client.
+		if hasID(m) {
+			c.send(stratum.AppendResultRaw(nil, m.ID, []byte(`"pong"`)))
+		}
 	default:
+		if hasID(m) {
+			// A request wants an answer: a JSON-RPC error rather than
+			// silence, which a pool could wait on (cgminer says nothing;
+			// ckpool and the proxy's miner side answer unknown methods).
+			c.send(stratum.AppendError(nil, m.ID, stratum.CodeOther, "Unknown method"))
+			s.log.Info().Bytes("method", m.Method).Msg("pool request for an unknown method answered with an error")
+			break
+		}
 		s.log.Debug().Bytes("method", m.Method).Msg("pool method ignored")
 	}
 	c.badLines = 0
 }
+
+// methodPing is the pool's liveness probe; the answer is "pong".
+const methodPing = "mining.ping"
+
+// hasID reports whether a request from the pool carries an id to answer:
+// present and not null (a notification needs no answer).
+func hasID(m *stratum.Message) bool { return len(m.ID) > 0 && string(m.ID) != "null" }
 
 // bad logs an unusable line and ends the connection after maxBadLines in a
 // row.
@@ -341,8 +374,7 @@ func (c *conn) subscribeAnswer(m *stratum.Message, now time.Time) {
 		return
 	}
 	if size < s.opts.MinExtranonce2Size {
-		s.log.Warn().Int("en2_size", size).Int("min", s.opts.MinExtranonce2Size).Msg("pool extranonce2 too small")
-		c.fail("extranonce2 too small")
+		c.en2TooSmall("mining.subscribe", size)
 		return
 	}
 	c.subscribed = true
@@ -352,6 +384,15 @@ func (c *conn) subscribeAnswer(m *stratum.Message, now time.Time) {
 	c.authSent = now
 	c.send(stratum.AppendCall(nil, c.authID, stratum.MethodAuthorize, s.pool.User, s.pool.Password))
 	s.log.Debug().Int("en1_len", len(en1)).Int("en2_size", size).Msg("subscribed")
+}
+
+// en2TooSmall refuses a pool whose extranonce2 (from method) leaves no room
+// for the caller's per-miner prefix. Redialing will not change the pool's
+// mind: the session waits BackoffMax.
+func (c *conn) en2TooSmall(method string, size int) {
+	c.s.log.Error().Str("method", method).Int("en2_size", size).Int("en2_size_needed", c.s.opts.MinExtranonce2Size).
+		Msg("pool refused: its extranonce2 is smaller than needed")
+	c.fail(ReasonExtranonce2TooSmall)
 }
 
 func (c *conn) configureAnswer(m *stratum.Message) {
@@ -380,8 +421,7 @@ func (c *conn) authorizeAnswer(m *stratum.Message, now time.Time) {
 	if m.Error != nil || !stratum.IsTrue(m.Result) {
 		code, msg := stratum.ErrorParam(m.Error)
 		s.log.Error().Str("worker", s.pool.User).Int("code", code).Str("message", msg).Msg("pool refused authorization")
-		c.unauthorized = true
-		c.fail("unauthorized")
+		c.fail(ReasonUnauthorized)
 		return
 	}
 	c.authorized = true
@@ -444,8 +484,7 @@ func (c *conn) setExtranonce(m *stratum.Message, line []byte) {
 		return
 	}
 	if size < s.opts.MinExtranonce2Size {
-		s.log.Warn().Int("en2_size", size).Int("min", s.opts.MinExtranonce2Size).Msg("mining.set_extranonce: extranonce2 too small")
-		c.fail("extranonce2 too small")
+		c.en2TooSmall("mining.set_extranonce", size)
 		return
 	}
 	c.en1, c.en2Size = en1, size
@@ -478,23 +517,56 @@ func (c *conn) clientReconnect(m *stratum.Message, line []byte) {
 	c.fail("reconnect")
 }
 
-// tryLive goes live once subscribed, authorized, configure settled and a
-// job is in: the job is delivered first, then the state.
+// maxDiffGrace bounds diffGrace.
+const maxDiffGrace = time.Second
+
+// diffGrace is how long a connection that could go live waits for a first
+// mining.set_difficulty before it delivers its first job at difficulty 1:
+// a third of SubmitTimeout, at most maxDiffGrace. Pools send the two in
+// either order, and not always before the authorize answer: ckpool
+// (stratifier.c, update_client) sends the notify, then the difficulty,
+// right after the subscribe answer and before it answers the authorize;
+// public-pool (StratumV1Client.ts, initStratum) sends set_difficulty, then
+// jobs, once subscribed and authorized. A job shared out at difficulty 1
+// would be worth next to nothing to the pool, and its shares a flood.
+func diffGrace(submitTimeout time.Duration) time.Duration {
+	return min(maxDiffGrace, submitTimeout/3)
+}
+
+// tryLive goes live once subscribed, authorized, configure settled, a job
+// in, and a set_difficulty seen or diffGrace waited for one: the job is
+// delivered first, then the state.
 func (c *conn) tryLive() {
 	s := c.s
 	if c.failed || s.State() != StateHandshaking || !c.subscribed || !c.authorized || !c.cfgDone || c.pendingJob == nil {
 		return
 	}
+	if !c.diffSeen && !c.diffWaited {
+		if c.diffWait == nil {
+			s.log.Debug().Msg("first job before any mining.set_difficulty: waiting for one")
+			c.diffWait = time.AfterFunc(diffGrace(s.opts.SubmitTimeout), func() {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				c.diffWaited = true
+				c.tryLive()
+			})
+		}
+		return
+	}
+	if !c.diffSeen {
+		s.log.Warn().Float64("elapsed_s", diffGrace(s.opts.SubmitTimeout).Seconds()).
+			Msg("pool sent no mining.set_difficulty: jobs at difficulty 1")
+	}
 	j := c.pendingJob
 	c.pendingJob = nil
 	// Not delivered yet: bring it up to date with what the handshake
 	// settled after it arrived.
-	j.Extranonce1, j.Extranonce2Size, j.VersionMask = c.en1, c.en2Size, c.mask
+	j.Difficulty, j.Extranonce1, j.Extranonce2Size, j.VersionMask = c.diff, c.en1, c.en2Size, c.mask
 	now := s.now()
 	c.liveSince, c.lastJobAt = now, now
 	s.current.Store(j)
 	s.h.SessionJob(s, j)
-	s.setState(StateLive, "authorized")
+	s.setState(StateLive, ReasonAuthorized)
 	s.log.Info().Str("job_id", j.Notify.JobID).Float64("difficulty", j.Difficulty).Msg("pool live")
 }
 

@@ -386,7 +386,7 @@ func TestHandshakeFailures(t *testing.T) {
 		}, "subscribe: bad answer"},
 		{"extranonce2 too small", func(o *Options) { o.MinExtranonce2Size = 4 }, func(pc *poolConn) {
 			pc.reply(pc.expect(stratum.MethodSubscribe), subscribeResult("f000000a", 2))
-		}, "extranonce2 too small"},
+		}, "extranonce2_too_small"},
 		{"no first job", func(o *Options) { o.JobTimeout = 300 * time.Millisecond }, func(pc *poolConn) {
 			pc.reply(pc.expect(stratum.MethodSubscribe), subscribeResult("f000000a", 8))
 			pc.reply(pc.expect(stratum.MethodAuthorize), "true")
@@ -625,25 +625,6 @@ func TestClientReconnect(t *testing.T) {
 			t.Fatalf("job %s state %v", j.Notify.JobID, s.State())
 		}
 	})
-}
-
-func TestPoolRequests(t *testing.T) {
-	t.Parallel()
-	fp := newFakePool(t)
-	s, rec, _ := startSession(t, testPool(fp.url()), testOptions(t))
-	pc := goLive(t, fp, rec, hs{})
-	pc.send(`{"id":null,"method":"client.show_message","params":["maintenance at noon"]}`,
-		`{"id":77,"method":"client.get_version","params":[]}`,
-		`{"id":78,"method":"mining.ping","params":[]}`,
-		`{"id":999,"result":true,"error":null}`)
-	r := pc.next()
-	if !strings.Contains(r.line, `"id":77`) || !strings.Contains(r.line, `"result":"switchyard/test"`) {
-		t.Errorf("get_version answer %s", r.line)
-	}
-	pc.quiet(100 * time.Millisecond)
-	if st := s.State(); st != StateLive {
-		t.Errorf("state %v", st)
-	}
 }
 
 func TestAuthorizeWorkers(t *testing.T) {
