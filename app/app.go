@@ -313,9 +313,9 @@ func ManagerOptions(cfg *config.Config, log zerolog.Logger, met *metrics.Metrics
 			BackoffMin:    f.BackoffMin.Duration(),
 			BackoffMax:    f.BackoffMax.Duration(),
 			VersionMask:   upstream.DefaultVersionMask,
-			// A pool must leave miners at least one byte of extranonce2
-			// after switchyard's prefix.
-			MinExtranonce2Size: cfg.Server.Extranonce1Size + 1,
+			// A pool must hold switchyard's prefix and every miner's
+			// fixed extranonce2.
+			MinExtranonce2Size: cfg.Server.MinPoolExtranonce2Size,
 			MaxRejectRatio:     f.MaxRejectRatio,
 			RejectWindow:       f.RejectWindow,
 			Log:                log,
@@ -346,6 +346,7 @@ func ProxyOptions(cfg *config.Config, log zerolog.Logger, met *metrics.Metrics, 
 		MaxSubmitsPerSecond:  s.MaxSubmitsPerSecond,
 		MaxPendingWriteBytes: s.MaxPendingWriteBytes,
 		PrefixBytes:          s.Extranonce1Size,
+		MinerExtranonce2Size: s.MinerExtranonce2Size(),
 		PerWorker:            s.WorkerMode == config.WorkerModePerWorker,
 		DisconnectWhenDown:   cfg.Failover.WhenAllDown == config.WhenAllDownDisconnect,
 		Vardiff:              Vardiff(cfg.Difficulty),

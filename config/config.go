@@ -50,11 +50,25 @@ type Server struct {
 	// Extranonce1Size is P, the bytes of the per-miner prefix that switchyard
 	// hands each miner as its extranonce1 (see DESIGN.md).
 	Extranonce1Size int `toml:"extranonce1_size"`
+	// MinPoolExtranonce2Size is the smallest pool extranonce2 size
+	// switchyard works with. It fixes every miner's extranonce2 size at
+	// MinPoolExtranonce2Size - Extranonce1Size for the connection's life, so
+	// that any pool at least this size can take over without a reconnect;
+	// smaller pools are refused.
+	MinPoolExtranonce2Size int `toml:"min_pool_extranonce2_size"`
 	// WorkerMode says how miners' worker names reach the pool.
 	WorkerMode WorkerMode `toml:"worker_mode"`
 	// EventLoops is the number of gnet event loops; 0 means one per CPU.
 	EventLoops int `toml:"event_loops"`
 }
+
+// DefaultMinPoolExtranonce2Size is the pool extranonce2 size every common
+// pool offers (public-pool's is 4; ckpool, NiceHash and most others offer
+// 8): with the default 2-byte prefix, miners get 2 bytes of extranonce2.
+const DefaultMinPoolExtranonce2Size = 4
+
+// MinerExtranonce2Size is the extranonce2 size every miner is given.
+func (s Server) MinerExtranonce2Size() int { return s.MinPoolExtranonce2Size - s.Extranonce1Size }
 
 // WorkerMode is Server.WorkerMode.
 type WorkerMode string
@@ -199,16 +213,17 @@ const (
 func Default() *Config {
 	return &Config{
 		Server: Server{
-			Listen:               "0.0.0.0:3333",
-			MaxConnections:       100000,
-			MaxConnectionsPerIP:  0,
-			MaxLineBytes:         8192,
-			AuthTimeout:          Duration(30 * time.Second),
-			MaxSubmitsPerSecond:  100,
-			MaxPendingWriteBytes: 1 << 20,
-			Extranonce1Size:      2,
-			WorkerMode:           WorkerModeAggregate,
-			EventLoops:           0,
+			Listen:                 "0.0.0.0:3333",
+			MaxConnections:         100000,
+			MaxConnectionsPerIP:    0,
+			MaxLineBytes:           8192,
+			AuthTimeout:            Duration(30 * time.Second),
+			MaxSubmitsPerSecond:    100,
+			MaxPendingWriteBytes:   1 << 20,
+			Extranonce1Size:        2,
+			MinPoolExtranonce2Size: DefaultMinPoolExtranonce2Size,
+			WorkerMode:             WorkerModeAggregate,
+			EventLoops:             0,
 		},
 		Difficulty: Difficulty{
 			Initial:             65536,

@@ -92,7 +92,11 @@ const (
 	MaxLineBytes         = 1 << 20 // largest server.max_line_bytes
 	MinPendingWriteBytes = 4096    // smallest server.max_pending_write_bytes: a few notify lines
 	MaxExtranonce1Size   = 4       // largest server.extranonce1_size
-	MaxRejectWindow      = 100000  // largest failover.reject_window
+	// A miner's extranonce2 size: cgminer-family firmware refuses less than
+	// 2 bytes at subscribe and never submits a share with more than 8.
+	MinMinerExtranonce2Size = 2
+	MaxMinerExtranonce2Size = 8
+	MaxRejectWindow         = 100000 // largest failover.reject_window
 )
 
 func (v *validator) server(s *Server) {
@@ -110,6 +114,13 @@ func (v *validator) server(s *Server) {
 		v.add("server.max_pending_write_bytes", "must be at least %d (got %d)", MinPendingWriteBytes, s.MaxPendingWriteBytes)
 	}
 	v.intRange("server.extranonce1_size", s.Extranonce1Size, 1, MaxExtranonce1Size)
+	if n := s.MinPoolExtranonce2Size; s.Extranonce1Size >= 1 && s.Extranonce1Size <= MaxExtranonce1Size {
+		lo, hi := s.Extranonce1Size+MinMinerExtranonce2Size, s.Extranonce1Size+MaxMinerExtranonce2Size
+		if n < lo || n > hi {
+			v.add("server.min_pool_extranonce2_size", "must be from %d to %d with extranonce1_size = %d: miners get it minus extranonce1_size, and firmware needs 2 to 8 bytes (got %d)",
+				lo, hi, s.Extranonce1Size, n)
+		}
+	}
 	v.oneOf("server.worker_mode", string(s.WorkerMode), string(WorkerModeAggregate), string(WorkerModePerWorker))
 	if s.EventLoops < 0 {
 		v.add("server.event_loops", "must be 0 (one per CPU) or more (got %d)", s.EventLoops)

@@ -106,6 +106,11 @@ type Metrics struct {
 	// ForwardedDifficulty is switchyard_forwarded_difficulty_sum_total{pool}:
 	// the sum of the pool difficulty of forwarded shares.
 	ForwardedDifficulty *prometheus.CounterVec
+	// CreditedDifficulty is switchyard_pool_credited_difficulty_sum_total{pool}:
+	// the sum of the pool difficulty of shares the pool accepted, which is
+	// what it credits. Credit efficiency is its rate over the rate of
+	// ShareDifficulty.
+	CreditedDifficulty *prometheus.CounterVec
 	// PoolVerdicts is switchyard_pool_shares_total{pool,result,reason}: the
 	// pool's answer to forwarded shares (accepted, rejected, or lost with a
 	// reason such as submit_timeout or upstream_down).
@@ -123,7 +128,15 @@ type Metrics struct {
 	// PoolLastJob is switchyard_pool_last_job_timestamp_seconds{pool}: Unix
 	// time of the pool's latest mining.notify.
 	PoolLastJob *prometheus.GaugeVec
-	// PoolReconnects is switchyard_pool_reconnects_total{pool}.
+	// PoolStateReason is switchyard_pool_state_reason{pool,reason}: 1 for
+	// why the pool is not live (a bounded label such as unauthorized,
+	// extranonce2_too_small, eof, submit_timeout, dial); no series while it
+	// is live. Set it with SetPoolStateReason.
+	PoolStateReason *prometheus.GaugeVec
+	// PoolReconnects is switchyard_pool_reconnects_total{pool}: connections
+	// a pool session made after an earlier connection of the same session
+	// had been established. A session's first connection and dials that
+	// fail are not counted.
 	PoolReconnects *prometheus.CounterVec
 	// UpstreamSessions is switchyard_pool_sessions{pool}: sessions open to
 	// the pool.
@@ -152,9 +165,10 @@ type Metrics struct {
 	// (see the Protocol constants). The connection stays open.
 	ProtocolErrors *prometheus.CounterVec
 
-	mu        sync.Mutex        // serializes SetPoolState and SetActivePool
-	poolState map[string]string // pool → state set to 1
-	pools     map[string]bool   // pools seen, for SetActivePool
+	mu         sync.Mutex        // serializes SetPoolState, SetPoolStateReason and SetActivePool
+	poolState  map[string]string // pool → state set to 1
+	poolReason map[string]string // pool → reason set to 1
+	pools      map[string]bool   // pools seen, for SetActivePool
 }
 
 // New creates switchyard's collectors and registers them with reg; it panics
@@ -188,7 +202,11 @@ func New(reg prometheus.Registerer) *Metrics {
 		}, []string{"pool"}),
 		ForwardedDifficulty: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_forwarded_difficulty_sum_total",
-			Help: "Sum of the pool difficulty of shares forwarded to a pool.",
+			Help: "Sum of the pool difficulty of shares forwarded to a pool, whatever its verdict.",
+		}, []string{"pool"}),
+		CreditedDifficulty: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_pool_credited_difficulty_sum_total",
+			Help: "Sum of the pool difficulty of forwarded shares the pool accepted: what it credits; rate() * 2^32 is the hashrate it pays for.",
 		}, []string{"pool"}),
 		PoolVerdicts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_pool_shares_total",
@@ -211,9 +229,13 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "switchyard_pool_last_job_timestamp_seconds",
 			Help: "Unix time of the pool's latest job (mining.notify).",
 		}, []string{"pool"}),
+		PoolStateReason: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "switchyard_pool_state_reason",
+			Help: "1 for why the pool is not live (unauthorized, extranonce2_too_small, eof, submit_timeout, dial, ...); no series while it is live.",
+		}, []string{"pool", "reason"}),
 		PoolReconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_pool_reconnects_total",
-			Help: "Connections to the pool made again after one was lost.",
+			Help: "Connections to the pool made again by a session after an earlier one of it had been established; first connections and failed dials are not counted.",
 		}, []string{"pool"}),
 		UpstreamSessions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "switchyard_pool_sessions",
@@ -245,8 +267,9 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "switchyard_protocol_errors_total",
 			Help: "Miner lines switchyard could not act on, by kind (malformed, unknown_method, bad_params).",
 		}, []string{"kind"}),
-		poolState: make(map[string]string),
-		pools:     make(map[string]bool),
+		poolState:  make(map[string]string),
+		poolReason: make(map[string]string),
+		pools:      make(map[string]bool),
 	}
 
 	// Series that exist from the start, so that rate() and alerts see a 0
@@ -263,8 +286,8 @@ func New(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(
 			m.MinersConnected, m.ConnectionsOpened, m.ConnectionsClosed,
 			m.Shares, m.ShareDifficulty,
-			m.Forwarded, m.ForwardedDifficulty, m.PoolVerdicts, m.SubmitLatency,
-			m.PoolState, m.ActivePool, m.PoolLastJob, m.PoolReconnects, m.UpstreamSessions,
+			m.Forwarded, m.ForwardedDifficulty, m.CreditedDifficulty, m.PoolVerdicts, m.SubmitLatency,
+			m.PoolState, m.PoolStateReason, m.ActivePool, m.PoolLastJob, m.PoolReconnects, m.UpstreamSessions,
 			m.Failovers, m.FailoverDuration,
 			m.BlocksFound, m.VardiffDifficulty, m.LimitHits, m.ProtocolErrors,
 		)
@@ -278,6 +301,7 @@ func New(reg prometheus.Registerer) *Metrics {
 func (m *Metrics) InitPool(pool string) {
 	m.Forwarded.WithLabelValues(pool)
 	m.ForwardedDifficulty.WithLabelValues(pool)
+	m.CreditedDifficulty.WithLabelValues(pool)
 	m.PoolVerdicts.WithLabelValues(pool, ResultAccepted, ReasonNone)
 	m.SubmitLatency.WithLabelValues(pool)
 	m.PoolLastJob.WithLabelValues(pool)
@@ -317,6 +341,27 @@ func (m *Metrics) setPoolState(pool, state string) {
 	m.poolState[pool] = state
 }
 
+// SetPoolStateReason sets switchyard_pool_state_reason to 1 for pool's
+// reason and removes its previous reason's series; "" (the pool is live)
+// removes them all. reason must come from a bounded set. Safe for
+// concurrent use.
+func (m *Metrics) SetPoolStateReason(pool, reason string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	prev, ok := m.poolReason[pool]
+	if ok && prev == reason {
+		return
+	}
+	if ok {
+		m.PoolStateReason.DeleteLabelValues(pool, prev)
+		delete(m.poolReason, pool)
+	}
+	if reason != "" {
+		m.PoolStateReason.WithLabelValues(pool, reason).Set(1)
+		m.poolReason[pool] = reason
+	}
+}
+
 func isPoolState(s string) bool {
 	for _, p := range poolStates {
 		if p == s {
@@ -351,11 +396,12 @@ func (m *Metrics) ForgetPool(pool string) {
 	defer m.mu.Unlock()
 	l := prometheus.Labels{"pool": pool}
 	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
-		m.Forwarded, m.ForwardedDifficulty, m.PoolVerdicts, m.SubmitLatency,
-		m.PoolState, m.ActivePool, m.PoolLastJob, m.PoolReconnects, m.UpstreamSessions, m.BlocksFound,
+		m.Forwarded, m.ForwardedDifficulty, m.CreditedDifficulty, m.PoolVerdicts, m.SubmitLatency,
+		m.PoolState, m.PoolStateReason, m.ActivePool, m.PoolLastJob, m.PoolReconnects, m.UpstreamSessions, m.BlocksFound,
 	} {
 		v.DeletePartialMatch(l)
 	}
 	delete(m.pools, pool)
 	delete(m.poolState, pool)
+	delete(m.poolReason, pool)
 }

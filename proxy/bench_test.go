@@ -18,7 +18,7 @@ import (
 // of realistic shape (~250-byte coinbase, 12-level branch), outside gnet.
 func benchMiner(tb testing.TB, poolDiff float64) (*miner, *laneJob) {
 	tb.Helper()
-	s := New(Options{Log: zerolog.Nop(), Metrics: metrics.New(prometheus.NewRegistry()), Vardiff: Vardiff{Initial: 1e-12, Min: 1e-12}}, nil)
+	s := New(Options{Log: zerolog.Nop(), Metrics: metrics.New(prometheus.NewRegistry()), Vardiff: Vardiff{Initial: 1e-12, Min: 1e-12}, MinerExtranonce2Size: 6}, nil)
 	rng := rand.New(rand.NewPCG(1, 2))
 	n := &stratum.Notify{JobID: "pj1", Version: 0x20000000, NBits: 0x17034219, NTime: uint32(time.Now().Unix())}
 	n.Coinb1 = make([]byte, 100)
@@ -43,14 +43,15 @@ func benchMiner(tb testing.TB, poolDiff float64) (*miner, *laneJob) {
 		VersionMask: 0x1fffe000, Received: time.Now()}
 	sess := upstream.NewSession(upstream.Pool{Name: "bench", URL: "stratum+tcp://127.0.0.1:1", User: "u"}, 0, upstream.Options{Log: zerolog.Nop()}, nopHandler{})
 	l := s.lane(0)
-	lj, err := l.buildJob(sess, up, true)
+	lj, err := l.buildJob(sess, up, true, 1)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	l.publish(lj)
 	p, _ := l.allocPrefix()
 	m := &miner{srv: s, scratch: &scratch{}, lane: l, prefix: p, en1: prefixBytes(nil, p, 2), en2Size: 6, subscribed: true, authorized: true,
-		mask: 0x1fffe000, diff: 1e-12, prevDiff: 1e-12, diffSent: true, workers: []worker{{name: "rig.1"}}}
+		rollingOK: true, minerMask: 0x1fffe000, mask: 0x1fffe000, vdiff: 1e-12, diff: 1e-12, workers: []worker{{name: "rig.1"}}}
+	m.remember(lj, m.diff)
 	return m, lj
 }
 

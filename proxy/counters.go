@@ -41,6 +41,7 @@ type counters struct {
 type poolCounters struct {
 	forwarded     prometheus.Counter
 	forwardedDiff prometheus.Counter
+	credited      prometheus.Counter
 	accepted      prometheus.Counter
 	rejected      prometheus.Counter
 	lost          [stratum.NumReasons]prometheus.Counter
@@ -79,6 +80,7 @@ func (c *counters) pool(name string) *poolCounters {
 	pc = &poolCounters{
 		forwarded:     m.Forwarded.WithLabelValues(name),
 		forwardedDiff: m.ForwardedDifficulty.WithLabelValues(name),
+		credited:      m.CreditedDifficulty.WithLabelValues(name),
 		accepted:      m.PoolVerdicts.WithLabelValues(name, "accepted", ""),
 		rejected:      m.PoolVerdicts.WithLabelValues(name, "rejected", stratum.ReasonPoolRejected.String()),
 		blocks:        m.BlocksFound.WithLabelValues(name),

@@ -29,7 +29,7 @@ func fanoutLoop(tb testing.TB, n int) (*loop, *lane, *laneJob, *sinkConn) {
 			tb.Fatal("lane full")
 		}
 		m := &miner{srv: m0.srv, c: sink, loop: lp, lane: m0.lane, prefix: p, en1: prefixBytes(nil, p, 2), en2Size: 6,
-			subscribed: true, authorized: true, diff: 1e-12, prevDiff: 1e-12, diffSent: true}
+			subscribed: true, authorized: true, vdiff: 1e-12, diff: 1e-12}
 		lp.miners[m] = struct{}{}
 	}
 	return lp, m0.lane, lj, sink

@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/binary"
+	"errors"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -11,18 +13,18 @@ import (
 	"switchyard/upstream"
 )
 
-// jobRing is how many recent jobs a lane remembers for share lookups. Jobs
-// arrive every ~30 s and blocks every ~10 min, so 32 covers any job a miner
-// can still legitimately be working on.
-const jobRing = 32
-
 // A lane is one extranonce space. Each miner of a lane owns a prefix p of
 // P bytes as its extranonce1; on every pool, lane k is served by that pool's
 // k-th upstream session, whose extranonce1 E is folded into the coinbase
 // sent to miners. Moving a lane to another pool is therefore just a new job.
+//
+// A lane keeps only its current job; each miner keeps the jobs it was sent
+// (see miner.sent), so how many lanes are open never shortens any miner's
+// job history.
 type lane struct {
 	idx     int
 	prefixN int // P, bytes
+	en2N    int // M, bytes: every miner's extranonce2 size
 
 	mu       sync.Mutex
 	next     uint64   // next never-used prefix
@@ -31,15 +33,15 @@ type lane struct {
 	capacity uint64
 	inUse    int
 
-	seq  *atomic.Uint64 // global job id counter (shared by all lanes)
-	cur  atomic.Pointer[laneJob]
-	ring [jobRing]atomic.Pointer[laneJob]
-	// cleanID is the id of the newest job that made earlier ones stale.
-	cleanID atomic.Uint64
+	seq *atomic.Uint64 // global job id counter (shared by all lanes)
+	cur atomic.Pointer[laneJob]
+	// gen counts the lane's clean jobs: a job of an older generation is
+	// stale for miners.
+	gen atomic.Uint64
 }
 
-func newLane(idx, prefixN int, seq *atomic.Uint64) *lane {
-	return &lane{idx: idx, prefixN: prefixN, capacity: 1 << (8 * prefixN), seq: seq}
+func newLane(idx, prefixN, en2N int, seq *atomic.Uint64) *lane {
+	return &lane{idx: idx, prefixN: prefixN, en2N: en2N, capacity: 1 << (8 * prefixN), seq: seq}
 }
 
 // allocPrefix returns a free prefix, or false when the lane is full.
@@ -81,77 +83,92 @@ func (l *lane) releasePrefix(p uint32, worked bool) {
 }
 
 // laneJob is one job as a lane's miners see it: the pool job with the
-// session's extranonce1 (and padding) folded into coinb1, under a
+// session's extranonce1 and the padding folded into coinb1, under a
 // switchyard job id. Immutable once published.
 type laneJob struct {
 	id       uint64
 	idHex    string
+	gen      uint64 // the lane's generation it belongs to
 	sess     *upstream.Session
 	pool     string
 	up       *upstream.Job
 	clean    bool
 	received time.Time      // when the pool's notify arrived (for switch timing)
+	diff     float64        // the pool's difficulty for it: the most a miner may be given
 	target   stratum.Target // the pool's share target: shares meeting it are forwarded
 
-	// variants[m] serves miners whose extranonce2 size is m bytes: the
-	// pool's extranonce2 is pad(S-P-m) ‖ prefix ‖ miner's extranonce2, and
-	// the pad is appended to coinb1 so every miner of a lane with the same m
-	// gets the very same notify line.
-	variants [stratum.MaxExtranonce2Size + 1]*variant
-}
-
-type variant struct {
+	// The pool's extranonce2 is pad ‖ prefix ‖ miner's extranonce2; the
+	// pad (zeros) is appended to coinb1 so every miner of the lane gets the
+	// very same notify line.
 	job  *stratum.Job
 	line []byte // the encoded mining.notify, shared by every miner
 	pad  int
 }
 
-// minerEn2 is the extranonce2 size a miner gets on a pool whose sessions
-// have extranonce2 size s, or 0 when s leaves no room after the prefix.
-func minerEn2(s, prefixN int) int {
-	if m := s - prefixN; m > 0 {
-		return m
-	}
-	return 0
-}
+// fits reports whether a pool extranonce2 of size s leaves room for the
+// prefix and every miner's extranonce2.
+func (l *lane) fits(s int) bool { return s >= l.prefixN+l.en2N }
 
 // buildJob turns a pool job into a lane job with a fresh id.
-func (l *lane) buildJob(sess *upstream.Session, up *upstream.Job, clean bool) (*laneJob, error) {
+func (l *lane) buildJob(sess *upstream.Session, up *upstream.Job, clean bool, gen uint64) (*laneJob, error) {
+	if !l.fits(up.Extranonce2Size) {
+		return nil, errTooSmall
+	}
 	id := l.seq.Add(1)
 	lj := &laneJob{
 		id:       id,
 		idHex:    strconv.FormatUint(id, 16),
+		gen:      gen,
 		sess:     sess,
 		pool:     sess.Pool().Name,
 		up:       up,
 		clean:    clean,
 		received: up.Received,
+		diff:     up.Difficulty,
 		target:   stratum.DifficultyTarget(up.Difficulty),
+		pad:      up.Extranonce2Size - l.prefixN - l.en2N,
 	}
-	maxM := minerEn2(up.Extranonce2Size, l.prefixN)
-	for m := 1; m <= maxM; m++ {
-		pad := up.Extranonce2Size - l.prefixN - m
-		n := *up.Notify
-		n.JobID = lj.idHex
-		n.Clean = clean
-		n.Coinb1 = make([]byte, 0, len(up.Notify.Coinb1)+len(up.Extranonce1)+pad)
-		n.Coinb1 = append(n.Coinb1, up.Notify.Coinb1...)
-		n.Coinb1 = append(n.Coinb1, up.Extranonce1...)
-		n.Coinb1 = append(n.Coinb1, make([]byte, pad)...)
-		job, err := stratum.NewJob(&n)
-		if err != nil {
-			return nil, err
-		}
-		lj.variants[m] = &variant{job: job, line: n.AppendJSON(nil), pad: pad}
+	n := *up.Notify
+	n.JobID = lj.idHex
+	n.Clean = clean
+	n.Coinb1 = make([]byte, 0, len(up.Notify.Coinb1)+len(up.Extranonce1)+lj.pad)
+	n.Coinb1 = append(n.Coinb1, up.Notify.Coinb1...)
+	n.Coinb1 = append(n.Coinb1, up.Extranonce1...)
+	n.Coinb1 = append(n.Coinb1, make([]byte, lj.pad)...)
+	job, err := stratum.NewJob(&n)
+	if err != nil {
+		return nil, err
 	}
+	lj.job, lj.line = job, n.AppendJSON(nil)
 	return lj, nil
 }
 
-// publish makes lj the lane's current job.
+// errTooSmall refuses a pool job whose extranonce2 cannot hold the prefix
+// and the miners' extranonce2. Sessions refuse such pools at subscribe
+// (upstream.Options.MinExtranonce2Size); this is the last guard.
+var errTooSmall = errors.New("proxy: pool extranonce2 too small for prefix and miner extranonce2")
+
+// sameWork reports whether two notifies describe the very same work: a
+// pool that re-sends its current job (same id and content, clean_jobs
+// true, as ckpool does) has not changed anything a miner hashes.
+func sameWork(a, b *stratum.Notify) bool {
+	if a.JobID != b.JobID || a.PrevHash != b.PrevHash || a.Version != b.Version || a.NBits != b.NBits ||
+		a.NTime != b.NTime || !bytes.Equal(a.Coinb1, b.Coinb1) || !bytes.Equal(a.Coinb2, b.Coinb2) || len(a.Branch) != len(b.Branch) {
+		return false
+	}
+	for i := range a.Branch {
+		if a.Branch[i] != b.Branch[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// publish makes lj the lane's current job; a clean one starts a new
+// generation and frees the quarantined prefixes.
 func (l *lane) publish(lj *laneJob) {
-	l.ring[lj.id%jobRing].Store(lj)
 	if lj.clean {
-		l.cleanID.Store(lj.id)
+		l.gen.Store(lj.gen)
 		l.mu.Lock()
 		l.free = append(l.free, l.cooling...)
 		l.cooling = l.cooling[:0]
@@ -160,27 +177,17 @@ func (l *lane) publish(lj *laneJob) {
 	l.cur.Store(lj)
 }
 
-// lookup finds a job by the id a miner sent. It returns the job, or a
-// reason why the share cannot count: unknown, stale, or pool switched.
-func (l *lane) lookup(idHex []byte) (*laneJob, stratum.Reason) {
-	id, ok := parseJobID(idHex)
-	if !ok {
-		return nil, stratum.ReasonUnknownJob
+// stale reports why a share on lj cannot count for miners any more:
+// ReasonStale after a newer clean job, ReasonPoolSwitched when that job
+// came from another pool, ReasonNone while lj is current work.
+func (l *lane) stale(lj *laneJob) stratum.Reason {
+	if lj.gen >= l.gen.Load() {
+		return stratum.ReasonNone
 	}
-	lj := l.ring[id%jobRing].Load()
-	if lj == nil || lj.id != id {
-		if id != 0 && id <= l.seq.Load() {
-			return nil, stratum.ReasonStale // issued, but long gone
-		}
-		return nil, stratum.ReasonUnknownJob
+	if cur := l.cur.Load(); cur != nil && cur.pool != lj.pool {
+		return stratum.ReasonPoolSwitched
 	}
-	if id < l.cleanID.Load() {
-		if cur := l.cur.Load(); cur != nil && cur.sess.Pool().Name != lj.pool {
-			return lj, stratum.ReasonPoolSwitched
-		}
-		return lj, stratum.ReasonStale
-	}
-	return lj, stratum.ReasonNone
+	return stratum.ReasonStale
 }
 
 // parseJobID reads a switchyard job id (lowercase hex, no leading zeros

@@ -38,33 +38,38 @@ type miner struct {
 	lane       *lane
 	prefix     uint32
 	en1        []byte // the prefix as bytes: the miner's extranonce1
-	en2Size    int
-	en2Sub     bool // sent mining.extranonce.subscribe
+	en2Size    int    // M: fixed for the connection's life
+	en2Sub     bool   // sent mining.extranonce.subscribe
 
-	rollingAsked bool
-	minerMask    uint32
-	mask         uint32 // agreed version-rolling mask (0: none)
+	rollingOK bool   // mining.configure agreed version rolling
+	minerMask uint32 // the mask the miner asked for
+	mask      uint32 // the mask last told to the miner (0: none)
 
-	workers  []worker
-	cur      *worker // the worker of the submit being handled, for rejects
-	diffSent bool
-	diff     float64
-	prevDiff float64
-	// diffFrom is the first job id sent at diff; shares for older jobs are
-	// checked against min(prevDiff, diff), as the miner may still be working
-	// on them at the difficulty they were sent with.
-	diffFrom uint64
-	minReq   float64 // minimum-difficulty the miner asked for (0: none)
-	lastJob  *laneJob
+	workers []worker
+	cur     *worker // the worker of the submit being handled, for rejects
+	// vdiff is vardiff's choice, within [floor, max]; diff is the
+	// difficulty last sent (0: none yet), which is vdiff capped by the pool
+	// difficulty of the job it went with: a pool credits a share at its
+	// own difficulty, so a miner above it would do work nobody pays for.
+	vdiff   float64
+	diff    float64
+	minReq  float64 // minimum-difficulty the miner asked for (0: none)
+	lastJob *laneJob
+	// sent holds the last jobs sent, each with the lowest difficulty sent
+	// since it went out: a firmware keeps each work item's difficulty
+	// (cgminer), or applies a lower one at once, and either share counts.
+	sent   [sentJobs]sentJob
+	sentAt int // index of the newest
 
 	vdStart  time.Time
 	vdShares int
+	vdLooks  int // retarget looks at the current window (see retarget)
 
 	rateSec   int64
 	rateCount int
 
 	dedup    stratum.Dedup
-	dedupJob uint64 // clean job id the dedup set belongs to
+	dedupGen uint64 // lane generation the dedup set belongs to
 
 	accepted  uint64 // valid shares, answered true (lost ones included)
 	rejected  uint64
@@ -170,16 +175,10 @@ func (m *miner) subscribe(out, id []byte) []byte {
 		l, p := m.srv.laneFor()
 		m.lane, m.prefix = l, p
 		m.en1 = prefixBytes(nil, p, m.srv.opts.PrefixBytes)
-		// Size the miner for the smallest pool so that failing over never
-		// needs mining.set_extranonce.
-		s := int(m.srv.lastEn2.Load())
-		if m.srv.up != nil && m.srv.up.Extranonce2Size() > 0 {
-			s = m.srv.up.Extranonce2Size()
-		}
-		m.en2Size = minerEn2(s, m.srv.opts.PrefixBytes)
-		if m.en2Size == 0 {
-			m.en2Size = 1
-		}
+		// Fixed for the connection: every pool switchyard takes has room
+		// for it (smaller pools are refused), so no failover ever needs
+		// mining.set_extranonce or client.reconnect.
+		m.en2Size = l.en2N
 		m.userAgent = sub.UserAgent
 		m.subscribed = true
 	}
@@ -262,18 +261,18 @@ func (m *miner) configure(out, id []byte) []byte {
 	}
 	var res stratum.ConfigureResult
 	if req.VersionRolling {
-		m.rollingAsked = true
 		m.minerMask = req.VersionMask
 		m.mask = stratum.NegotiateMask(req.VersionMask, m.poolMask())
-		res.VersionRolling = m.mask != 0
+		m.rollingOK = m.mask != 0
+		res.VersionRolling = m.rollingOK
 		res.VersionMask = m.mask
 	}
 	if req.MinimumDifficulty {
 		res.MinimumDifficulty = true
 		if req.MinDifficulty > 0 {
 			m.minReq = req.MinDifficulty
-			if f := m.floor(m.srv.vardiff()); m.diff < f {
-				out = m.setDiff(out, f)
+			if f := m.floor(m.srv.vardiff()); m.vdiff < f {
+				out = m.retune(out, f)
 			}
 		}
 	}
@@ -295,8 +294,9 @@ func (m *miner) poolMask() uint32 {
 	return versionMaskOffered
 }
 
-// floor is the lowest difficulty the miner may get: the configured minimum,
-// raised by the minimum-difficulty extension, never above the maximum.
+// floor is the lowest difficulty vardiff may choose: the configured
+// minimum, raised by the minimum-difficulty extension, never above the
+// maximum. The pool's difficulty still caps what is sent (see appendJob).
 func (m *miner) floor(vd *Vardiff) float64 {
 	return clamp(max(vd.Min, m.minReq), vd.Min, vd.Max)
 }
@@ -304,65 +304,99 @@ func (m *miner) floor(vd *Vardiff) float64 {
 // suggest honours mining.suggest_difficulty within [floor, max].
 func (m *miner) suggest(out []byte, d float64) []byte {
 	vd := m.srv.vardiff()
-	d = clamp(d, m.floor(vd), vd.Max)
-	if !m.diffSent {
-		m.diff, m.prevDiff = d, d
-		return out
-	}
-	return m.setDiff(out, d)
+	return m.retune(out, clamp(d, m.floor(vd), vd.Max))
 }
 
-// setDiff changes the miner's difficulty and re-sends the current job so
-// the new difficulty applies at once.
-func (m *miner) setDiff(out []byte, d float64) []byte {
+// retune makes d vardiff's choice and tells the miner the difficulty that
+// follows from it: d capped by the pool difficulty of its current job.
+// The job is not sent again (ESP-Miner restarts its extranonce2 on every
+// notify and would redo the same work; every firmware flushes its work on
+// clean_jobs): the difficulty applies from the next job, and shares on
+// the jobs already sent are judged at the lowest difficulty each was
+// given (see sendDiff).
+func (m *miner) retune(out []byte, d float64) []byte {
+	m.vdiff = d
+	if m.diff == 0 {
+		return out // not mining yet: applies to the first job
+	}
+	if lj := m.lastJob; lj != nil {
+		d = min(d, lj.diff)
+	}
 	if d == m.diff {
 		return out
 	}
-	m.prevDiff, m.diff = m.diff, d
-	m.srv.met.VardiffDifficulty.Observe(d)
-	if !m.diffSent {
-		m.prevDiff = d
-		return out
-	}
-	out = stratum.AppendSetDifficulty(out, d)
-	if lj := m.lastJob; lj != nil && m.mining() {
-		m.diffFrom = lj.id + 1
-		if v := lj.variants[m.en2Size]; v != nil {
-			out = append(out, v.line...)
+	return m.sendDiff(out, d)
+}
+
+// sendDiff appends mining.set_difficulty d. A lower difficulty also
+// lowers the jobs already sent, as a miner may apply it to them at once.
+// The vardiff window restarts.
+func (m *miner) sendDiff(out []byte, d float64) []byte {
+	if d < m.diff {
+		for i := range m.sent {
+			if e := &m.sent[i]; e.lj != nil && e.diff > d {
+				e.diff = d
+			}
 		}
 	}
-	return out
+	m.diff = d
+	m.vdStart, m.vdShares, m.vdLooks = time.Now(), 0, 0
+	m.srv.met.VardiffDifficulty.Observe(d)
+	return stratum.AppendSetDifficulty(out, d)
+}
+
+// sentJobs is how many of the jobs sent to a miner it remembers for its
+// shares. Pools send a job every 30 s or so and miners work on the latest
+// one; eight cover minutes of jobs, a failover and a retarget or two.
+const sentJobs = 8
+
+// sentJob is a job as sent to one miner.
+type sentJob struct {
+	lj   *laneJob
+	diff float64 // the lowest difficulty sent for it since it went out
+	mask uint32  // the version-rolling mask in force when it went out
+}
+
+// remember records lj as sent at difficulty d.
+func (m *miner) remember(lj *laneJob, d float64) {
+	m.sentAt = (m.sentAt + 1) % sentJobs
+	m.sent[m.sentAt] = sentJob{lj: lj, diff: d, mask: m.mask}
+}
+
+// sentJob finds a job the miner was sent, by the id it submitted.
+func (m *miner) sentJob(idHex []byte) (*sentJob, stratum.Reason) {
+	id, ok := parseJobID(idHex)
+	if !ok {
+		return nil, stratum.ReasonUnknownJob
+	}
+	for i := range m.sent {
+		if e := &m.sent[i]; e.lj != nil && e.lj.id == id {
+			return e, stratum.ReasonNone
+		}
+	}
+	if id != 0 && id <= m.srv.jobSeq.Load() {
+		return nil, stratum.ReasonStale // issued, but long gone
+	}
+	return nil, stratum.ReasonUnknownJob
 }
 
 // appendJob appends what the miner needs to work on lj: its difficulty
-// (before the first job), an extranonce change or reconnect when the pool's
-// extranonce2 no longer fits, and the job line itself.
+// when it changes (never above the pool's difficulty for lj), the
+// version-rolling mask when the pool's differs from the one the miner
+// has (narrowed or widened, BIP310), and the job line itself.
 func (m *miner) appendJob(out []byte, lj *laneJob) []byte {
-	if !m.diffSent {
-		out = stratum.AppendSetDifficulty(out, m.diff)
-		m.diffSent = true
-		m.diffFrom = lj.id
+	if d := min(m.vdiff, lj.diff); d != m.diff {
+		out = m.sendDiff(out, d)
 	}
-	v := lj.variants[m.en2Size]
-	if v == nil {
-		// The new pool's extranonce2 is smaller than this miner's.
-		newSize := minerEn2(lj.up.Extranonce2Size, m.srv.opts.PrefixBytes)
-		if !m.en2Sub || newSize == 0 {
-			m.closeReason = "extranonce_reconnect"
-			out = stratum.AppendReconnect(out, "", 0, 0)
-			return out
+	if m.rollingOK {
+		if mask := stratum.NegotiateMask(m.minerMask, lj.up.VersionMask); mask != m.mask {
+			m.mask = mask
+			out = stratum.AppendSetVersionMask(out, mask)
 		}
-		m.en2Size = newSize
-		out = stratum.AppendSetExtranonce(out, m.en1, m.en2Size)
-		v = lj.variants[m.en2Size]
 	}
-	if m.mask != 0 && lj.up.VersionMask&m.mask != m.mask && m.rollingAsked {
-		// The new pool allows fewer bits: tell the miner (BIP310).
-		m.mask = stratum.NegotiateMask(m.minerMask, lj.up.VersionMask)
-		out = stratum.AppendSetVersionMask(out, m.mask)
-	}
+	m.remember(lj, m.diff)
 	m.lastJob = lj
-	return append(out, v.line...)
+	return append(out, lj.line...)
 }
 
 // sendJob writes lj to the miner from a fan-out on its loop.
@@ -407,22 +441,31 @@ func (m *miner) sweep(now time.Time) {
 		}
 		return
 	}
-	if m.diffSent && now.Sub(m.vdStart) >= m.srv.vardiff().Retarget {
+	if m.diff > 0 && now.Sub(m.vdStart) >= m.srv.vardiff().Retarget*time.Duration(m.vdLooks+1) {
 		m.retarget(now)
 	}
 }
+
+// vardiffLooks is how many retarget intervals one vardiff window lasts at
+// most. Each interval the window so far is tested (stratum.Retarget only
+// moves on a share count the current difficulty makes implausible); a
+// window with no verdict starts again after vardiffLooks of them.
+const vardiffLooks = 4
 
 // retarget applies vardiff over the window since vdStart and writes the
 // new difficulty, if any.
 func (m *miner) retarget(now time.Time) {
 	vd := m.srv.vardiff()
 	d := stratum.Retarget(m.diff, m.vdShares, now.Sub(m.vdStart), vd.Target, m.floor(vd), vd.Max)
-	m.vdStart, m.vdShares = now, 0
 	if d == m.diff {
+		if m.vdLooks++; m.vdLooks >= vardiffLooks {
+			m.vdStart, m.vdShares, m.vdLooks = now, 0, 0
+		}
 		return
 	}
+	m.vdStart, m.vdShares, m.vdLooks = now, 0, 0
 	lp := m.loop
-	out := m.setDiff(lp.out[:0], d)
+	out := m.retune(lp.out[:0], d)
 	if len(out) > 0 {
 		_, _ = m.c.Write(out)
 	}
@@ -430,7 +473,7 @@ func (m *miner) retarget(now time.Time) {
 }
 
 // submit validates a share, answers it, and forwards it when it meets the
-// pool's difficulty.
+// pool's difficulty (a block candidate always).
 func (m *miner) submit(out, id []byte) []byte {
 	ctr := &m.srv.ctr
 	if !m.subscribed {
@@ -439,15 +482,9 @@ func (m *miner) submit(out, id []byte) []byte {
 	if !m.authorized {
 		return m.reject(out, id, stratum.ReasonNotAuthorized)
 	}
-	if max := m.srv.opts.MaxSubmitsPerSecond; max > 0 {
-		now := time.Now().Unix()
-		if now != m.rateSec {
-			m.rateSec, m.rateCount = now, 0
-		}
-		if m.rateCount++; m.rateCount > max {
-			ctr.limit(limitSubmitRate)
-			return m.reject(out, id, stratum.ReasonRateLimited)
-		}
+	if !m.underRate() {
+		ctr.limit(limitSubmitRate)
+		return m.reject(out, id, stratum.ReasonRateLimited)
 	}
 	sub := &m.sub
 	if err := sub.Decode(m.msg.Params); err != nil {
@@ -459,18 +496,57 @@ func (m *miner) submit(out, id []byte) []byte {
 	}
 	m.cur = w
 	defer func() { m.cur = nil }()
-	lj, why := m.lane.lookup(sub.JobID)
+	e, why := m.sentJob(sub.JobID)
 	if why != stratum.ReasonNone {
 		return m.reject(out, id, why)
 	}
-	v := lj.variants[m.en2Size]
-	if v == nil {
-		return m.reject(out, id, stratum.ReasonBadExtranonce2)
+	why, block := m.check(e, sub)
+	if why != stratum.ReasonNone && !block {
+		return m.reject(out, id, why)
 	}
-	diff := m.diff
-	if lj.id < m.diffFrom && m.prevDiff < diff {
-		diff = m.prevDiff
+
+	// Valid, or a block candidate: that goes upstream first, even on a job
+	// that is stale for miners (the pool that issued it may still take it).
+	lj := e.lj
+	var fwd bool
+	var lost stratum.Reason
+	if block || lj.target.Meets(&m.res.Hash) {
+		fwd, lost = m.forward(lj, w, sub)
 	}
+	if block {
+		m.srv.log.Warn().Str("pool", lj.pool).Str("worker", w.name).Str("hash", m.res.Hash.String()).
+			Str("job_id", lj.idHex).Bool("forwarded", fwd).Str("miner_verdict", why.String()).Msg("BLOCK CANDIDATE")
+		m.srv.ctr.pool(lj.pool).blocks.Inc()
+	}
+	m.count(w, e.diff, lost)
+	if ev := m.srv.log.Debug(); ev.Enabled() {
+		ev.Str("worker", w.name).Str("job_id", lj.idHex).Float64("difficulty", e.diff).
+			Float64("share_difficulty", m.res.Difficulty).Bool("forwarded", fwd).Msg("share accepted")
+	}
+	out = stratum.AppendResult(out, id, true)
+	return m.earlyRetarget(out)
+}
+
+// underRate counts a submit against MaxSubmitsPerSecond.
+func (m *miner) underRate() bool {
+	max := m.srv.opts.MaxSubmitsPerSecond
+	if max <= 0 {
+		return true
+	}
+	now := time.Now().Unix()
+	if now != m.rateSec {
+		m.rateSec, m.rateCount = now, 0
+	}
+	m.rateCount++
+	return m.rateCount <= max
+}
+
+// check validates the share against the job it names, at the difficulty
+// and mask that job was given, then for staleness and duplicates. It
+// returns why the share does not count for the miner (ReasonNone: it
+// does) and whether its hash meets the network target, which matters
+// whatever the verdict.
+func (m *miner) check(e *sentJob, sub *stratum.Submit) (stratum.Reason, bool) {
 	m.share = stratum.Share{
 		Extranonce1: m.en1,
 		Extranonce2: sub.Extranonce2,
@@ -479,33 +555,32 @@ func (m *miner) submit(out, id []byte) []byte {
 		VersionBits: sub.Version,
 		HasVersion:  sub.HasVersion,
 	}
-	params := stratum.CheckParams{Extranonce2Size: m.en2Size, VersionMask: m.mask, Difficulty: diff}
-	if err := v.job.Check(&m.share, params, &m.res); err != nil && !(m.res.Block && errors.Is(err, stratum.ErrLowDifficulty)) {
-		// (A hash that meets the network target is never refused, even
-		// when the miner's difficulty is set above the network's, as on
-		// test networks.)
-		return m.reject(out, id, reasonOf(err))
+	params := stratum.CheckParams{Extranonce2Size: m.en2Size, VersionMask: e.mask, Difficulty: e.diff}
+	err := e.lj.job.Check(&m.share, params, &m.res)
+	block := m.res.Block
+	if err != nil && !(block && errors.Is(err, stratum.ErrLowDifficulty)) {
+		// (A hash that meets the network target is never refused for its
+		// difficulty, even when the miner's is set above the network's, as
+		// on test networks.)
+		return reasonOf(err), false
 	}
-	if clean := m.lane.cleanID.Load(); clean != m.dedupJob {
+	if why := m.lane.stale(e.lj); why != stratum.ReasonNone {
+		return why, block
+	}
+	if gen := m.lane.gen.Load(); gen != m.dedupGen {
 		m.dedup.Reset()
-		m.dedupJob = clean
+		m.dedupGen = gen
 	}
 	if m.dedup.Seen(&m.res.Hash) {
-		return m.reject(out, id, stratum.ReasonDuplicate)
+		return stratum.ReasonDuplicate, false
 	}
+	return stratum.ReasonNone, block
+}
 
-	// Valid. A block candidate goes upstream before anything else.
-	block := m.res.Block
-	var fwd bool
-	var lost stratum.Reason
-	if block || lj.target.Meets(&m.res.Hash) {
-		fwd, lost = m.forward(lj, v, w, sub)
-	}
-	if block {
-		m.srv.log.Warn().Str("pool", lj.pool).Str("worker", w.name).Str("hash", m.res.Hash.String()).
-			Str("job_id", lj.idHex).Bool("forwarded", fwd).Msg("BLOCK CANDIDATE")
-		m.srv.ctr.pool(lj.pool).blocks.Inc()
-	}
+// count books an accepted share judged at diff; lost is why its forward
+// failed (ReasonNone: it did not, or it was not forwarded).
+func (m *miner) count(w *worker, diff float64, lost stratum.Reason) {
+	ctr := &m.srv.ctr
 	m.accepted++
 	m.diffSum += diff
 	m.lastShare = time.Now()
@@ -518,22 +593,23 @@ func (m *miner) submit(out, id []byte) []byte {
 		ctr.shares.accepted.Inc()
 	}
 	ctr.shareDiff.Add(diff)
-	if e := m.srv.log.Debug(); e.Enabled() {
-		e.Str("worker", w.name).Str("job_id", lj.idHex).Float64("difficulty", diff).
-			Float64("share_difficulty", m.res.Difficulty).Bool("forwarded", fwd).Msg("share accepted")
+}
+
+// earlyRetarget raises the difficulty of a miner far above the target
+// share rate (a new ASIC at the initial difficulty) without waiting for
+// the retarget interval.
+func (m *miner) earlyRetarget(out []byte) []byte {
+	if m.vdShares < earlyRetargetShares {
+		return out
 	}
-	out = stratum.AppendResult(out, id, true)
-	// Early retarget for miners far above the target rate (e.g. a new ASIC
-	// at the initial difficulty): no need to wait a whole interval.
-	if m.vdShares >= earlyRetargetShares {
-		vd := m.srv.vardiff()
-		if el := time.Since(m.vdStart); el < time.Duration(m.vdShares)*vd.Target/4 {
-			d := stratum.Retarget(m.diff, m.vdShares, el, vd.Target, m.floor(vd), vd.Max)
-			m.vdStart, m.vdShares = time.Now(), 0
-			out = m.setDiff(out, d)
-		}
+	vd := m.srv.vardiff()
+	el := time.Since(m.vdStart)
+	if el >= time.Duration(m.vdShares)*vd.Target/4 {
+		return out
 	}
-	return out
+	d := stratum.Retarget(m.diff, m.vdShares, el, vd.Target, m.floor(vd), vd.Max)
+	m.vdStart, m.vdShares, m.vdLooks = time.Now(), 0, 0
+	return m.retune(out, d)
 }
 
 // earlyRetargetShares is how many shares in one vardiff window make a
@@ -542,7 +618,7 @@ const earlyRetargetShares = 16
 
 // forward hands a valid share to the session that issued its job. It
 // reports whether the session took it, and otherwise the loss reason.
-func (m *miner) forward(lj *laneJob, v *variant, w *worker, sub *stratum.Submit) (bool, stratum.Reason) {
+func (m *miner) forward(lj *laneJob, w *worker, sub *stratum.Submit) (bool, stratum.Reason) {
 	if w.upstream != "" && w.fullPool != lj.pool {
 		w.full, w.fullPool = lj.sess.Pool().User+"."+w.upstream, lj.pool
 	}
@@ -553,12 +629,12 @@ func (m *miner) forward(lj *laneJob, v *variant, w *worker, sub *stratum.Submit)
 		Nonce:      sub.Nonce,
 		Version:    sub.Version,
 		HasVersion: sub.HasVersion,
-		Difficulty: lj.up.Difficulty,
+		Difficulty: lj.diff,
 		Conn:       lj.up.Conn,
 	}
 	// Pool extranonce2 = pad ‖ prefix ‖ miner's extranonce2. The pad is
 	// already in the miner's coinb1 (see lane.buildJob): zeros.
-	n := v.pad
+	n := lj.pad
 	n += copy(us.Extranonce2[n:], m.en1)
 	n += copy(us.Extranonce2[n:], sub.Extranonce2)
 	us.Extranonce2Len = uint8(n)
@@ -569,7 +645,7 @@ func (m *miner) forward(lj *laneJob, v *variant, w *worker, sub *stratum.Submit)
 		return false, stratum.ReasonNoUpstream
 	}
 	pc.forwarded.Inc()
-	pc.forwardedDiff.Add(lj.up.Difficulty) // what the pool credits
+	pc.forwardedDiff.Add(lj.diff)
 	return true, stratum.ReasonNone
 }
 

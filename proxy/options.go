@@ -24,9 +24,11 @@ type Options struct {
 
 	Vardiff Vardiff // may be changed at run time with Server.SetVardiff
 
-	// FallbackExtranonce2Size is the pool extranonce2 size assumed for a
-	// miner that subscribes before any pool was ever reached.
-	FallbackExtranonce2Size int
+	// MinerExtranonce2Size is M, the extranonce2 size every miner gets,
+	// fixed for its connection (2..8: cgminer refuses less and never
+	// submits with more). Pools need an extranonce2 of at least
+	// PrefixBytes + M; default 2.
+	MinerExtranonce2Size int
 
 	Log     zerolog.Logger
 	Metrics *metrics.Metrics // nil: a private registry
@@ -48,13 +50,22 @@ func (o *Options) setDefaults() {
 		o.MaxPendingWriteBytes = 1 << 20
 	}
 	o.Vardiff.setDefaults()
-	if o.FallbackExtranonce2Size <= 0 {
-		o.FallbackExtranonce2Size = 4
+	if o.MinerExtranonce2Size <= 0 {
+		o.MinerExtranonce2Size = DefaultMinerExtranonce2Size
 	}
 	if o.Version == "" {
 		o.Version = "dev"
 	}
 }
+
+// Bounds of the miner extranonce2 size. cgminer-family firmware refuses a
+// size below 2 at subscribe, and with more than 8 it hashes but never
+// submits a share (its extranonce2 is a 64-bit counter).
+const (
+	MinMinerExtranonce2Size     = 2
+	MaxMinerExtranonce2Size     = 8
+	DefaultMinerExtranonce2Size = 2
+)
 
 // Vardiff is the difficulty policy for miners.
 type Vardiff struct {

@@ -38,9 +38,6 @@ type Upstream interface {
 	Lanes(n int)
 	// Authorize makes worker known to every session of lane (per-worker mode).
 	Authorize(lane int, worker string)
-	// Extranonce2Size is the smallest extranonce2 size of the pools reached
-	// so far, 0 when none was.
-	Extranonce2Size() int
 }
 
 // Server is the miner-facing proxy.
@@ -62,7 +59,6 @@ type Server struct {
 	jobSeq   atomic.Uint64
 	minerSeq atomic.Uint64
 	conns    atomic.Int64
-	lastEn2  atomic.Int32 // extranonce2 size of the most recent pool job
 	draining atomic.Bool
 	inflight atomic.Int64 // forwarded shares awaiting the pool's verdict
 	vd       atomic.Pointer[Vardiff]
@@ -118,7 +114,6 @@ func New(opts Options, up Upstream) *Server {
 	s.ctr.init(s.met)
 	vd := opts.Vardiff
 	s.vd.Store(&vd)
-	s.lastEn2.Store(int32(opts.FallbackExtranonce2Size))
 	return s
 }
 
@@ -272,8 +267,7 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		scratch:   &lp.scr,
 	}
 	vd := s.vardiff()
-	m.diff = clamp(vd.Initial, vd.Min, vd.Max)
-	m.prevDiff = m.diff
+	m.vdiff = clamp(vd.Initial, vd.Min, vd.Max)
 	c.SetContext(m)
 	lp.miners[m] = struct{}{}
 	s.conns.Add(1)
@@ -394,32 +388,42 @@ func (s *Server) eachLoop(fn func(lp *loop)) {
 }
 
 // laneFor returns a lane with a free prefix, opening a new lane (and so new
-// upstream sessions) when every lane is full.
+// upstream sessions) when every lane is full. The pool side is told after
+// lanesMu is released: no lock of ours is held across a call into it.
 func (s *Server) laneFor() (*lane, uint32) {
 	s.lanesMu.Lock()
-	defer s.lanesMu.Unlock()
 	for _, l := range s.lanes {
 		if p, ok := l.allocPrefix(); ok {
+			s.lanesMu.Unlock()
 			return l, p
 		}
 	}
-	l := newLane(len(s.lanes), s.opts.PrefixBytes, &s.jobSeq)
-	s.lanes = append(s.lanes, l)
+	l := s.newLaneLocked()
+	n := len(s.lanes)
 	p, _ := l.allocPrefix()
+	s.lanesMu.Unlock()
 	if s.up != nil {
-		s.up.Lanes(len(s.lanes))
+		s.up.Lanes(n)
 	}
 	s.log.Info().Int("lane", l.idx).Msg("opened lane")
 	return l, p
 }
 
+// lane returns lane idx, creating it (and any before it) when a pool
+// session reports a job for it first.
 func (s *Server) lane(idx int) *lane {
 	s.lanesMu.Lock()
 	defer s.lanesMu.Unlock()
 	for len(s.lanes) <= idx {
-		s.lanes = append(s.lanes, newLane(len(s.lanes), s.opts.PrefixBytes, &s.jobSeq))
+		s.newLaneLocked()
 	}
 	return s.lanes[idx]
+}
+
+func (s *Server) newLaneLocked() *lane {
+	l := newLane(len(s.lanes), s.opts.PrefixBytes, s.opts.MinerExtranonce2Size, &s.jobSeq)
+	s.lanes = append(s.lanes, l)
+	return l
 }
 
 // LaneCount returns how many lanes exist.
@@ -431,32 +435,41 @@ func (s *Server) LaneCount() int {
 
 // Publish makes j, from session sess, the current job of lane idx and sends
 // it to every miner of that lane. switched marks the first job after the
-// lane moved to another pool; it and a job from a new session are sent
-// with clean_jobs=true. Called from upstream goroutines; never blocks on
-// miners.
+// lane moved to another pool. Older jobs become stale for miners (and the
+// job goes out with clean_jobs=true) when the pool says so, on a switch, on
+// a new connection or extranonce1, and whenever the previous block hash
+// changes, whatever the pool's clean_jobs says. A job that repeats the
+// current one (same id and content, as ckpool re-sends it) changes nothing
+// for miners and is not sent again; with a new difficulty only, it goes
+// out as a new job with clean_jobs=false. Called from the pool side, one
+// call at a time; never blocks on miners.
 func (s *Server) Publish(idx int, sess *upstream.Session, j *upstream.Job, switched bool) {
 	l := s.lane(idx)
 	prev := l.cur.Load()
-	if switched && prev != nil && prev.sess == sess && prev.up == j {
+	if prev != nil && prev.sess == sess && prev.up == j {
 		return // already mining exactly this (e.g. recovered before any change)
 	}
-	// A new connection of the same session has a new extranonce1: work on
-	// the old one's jobs can no longer be carried upstream.
-	clean := j.Notify.Clean || switched || prev == nil || prev.sess != sess || !bytes.Equal(prev.up.Extranonce1, j.Extranonce1)
-	lj, err := l.buildJob(sess, j, clean)
-	if err != nil {
-		s.log.Warn().Err(err).Str("pool", sess.Pool().Name).Int("lane", idx).Msg("job refused")
+	sameConn := prev != nil && prev.sess == sess && prev.up.Conn == j.Conn && bytes.Equal(prev.up.Extranonce1, j.Extranonce1)
+	repeat := sameConn && !switched && sameWork(prev.up.Notify, j.Notify)
+	if repeat && prev.diff == j.Difficulty {
+		s.log.Debug().Str("pool", prev.pool).Int("lane", idx).Str("pool_job_id", j.Notify.JobID).Msg("pool re-sent its current job: nothing new for miners")
 		return
 	}
-	s.lastEn2.Store(int32(j.Extranonce2Size))
+	clean := !repeat && (j.Notify.Clean || switched || !sameConn || prev.up.Notify.PrevHash != j.Notify.PrevHash)
+	gen := l.gen.Load()
+	if clean {
+		gen++
+	}
+	lj, err := l.buildJob(sess, j, clean, gen)
+	if err != nil {
+		s.log.Error().Err(err).Str("pool", sess.Pool().Name).Int("lane", idx).Int("extranonce2_size", j.Extranonce2Size).
+			Int("needed", s.opts.PrefixBytes+s.opts.MinerExtranonce2Size).Msg("job refused")
+		return
+	}
 	s.allDown.Store(false)
 	l.publish(lj)
-	if minerEn2(j.Extranonce2Size, s.opts.PrefixBytes) == 0 {
-		s.log.Error().Str("pool", lj.pool).Int("extranonce2_size", j.Extranonce2Size).Int("prefix_bytes", s.opts.PrefixBytes).
-			Msg("pool's extranonce2 leaves no room for miners: lower server.extranonce1_size")
-	}
 	s.log.Debug().Str("pool", lj.pool).Int("lane", idx).Str("job_id", lj.idHex).Str("pool_job_id", j.Notify.JobID).
-		Bool("clean", clean).Msg("job")
+		Bool("clean", clean).Float64("difficulty", lj.diff).Msg("job")
 
 	s.activeMu.Lock()
 	sw := s.switches[idx]
@@ -550,6 +563,7 @@ func (s *Server) Result(sess *upstream.Session, r *upstream.Result) {
 	switch {
 	case r.Accepted:
 		pc.accepted.Inc()
+		pc.credited.Add(r.Difficulty)
 		s.met.SubmitLatency.WithLabelValues(pool).Observe(r.RTT.Seconds())
 	case r.Reason == stratum.ReasonPoolRejected:
 		pc.rejected.Inc()

@@ -45,7 +45,9 @@ type ManagerOptions struct {
 type Manager struct {
 	opts ManagerOptions
 	log  zerolog.Logger
-	sink Sink
+	sink Sink // an *outbox: calls leave the lock (see outbox)
+	out  *outbox
+	in   *inbox // Lanes and Authorize, applied by Run
 
 	mu       sync.Mutex
 	ctx      context.Context
@@ -96,10 +98,13 @@ func NewManager(pools []Pool, opts ManagerOptions, sink Sink) *Manager {
 	if opts.Tick <= 0 {
 		opts.Tick = 250 * time.Millisecond
 	}
+	out := newOutbox(sink)
 	m := &Manager{
+		sink:    out,
+		out:     out,
+		in:      newInbox(),
 		opts:    opts,
 		log:     opts.Log.With().Str("component", "selector").Logger(),
-		sink:    sink,
 		workers: map[int]map[string]struct{}{},
 		lanes:   1,
 	}
@@ -118,6 +123,9 @@ func (m *Manager) Run(ctx context.Context) {
 	m.runStart = time.Now()
 	m.reconcile()
 	m.mu.Unlock()
+	outDone := make(chan struct{})
+	go func() { defer close(outDone); m.out.run(ctx) }()
+	defer func() { <-outDone }()
 	t := time.NewTicker(m.opts.Tick)
 	defer t.Stop()
 	for {
@@ -130,6 +138,12 @@ func (m *Manager) Run(ctx context.Context) {
 			}
 			m.mu.Unlock()
 			return
+		case <-m.in.kick:
+			m.mu.Lock()
+			for _, f := range m.in.take() {
+				f()
+			}
+			m.mu.Unlock()
 		case <-t.C:
 			m.mu.Lock()
 			m.decide("")
@@ -139,10 +153,10 @@ func (m *Manager) Run(ctx context.Context) {
 }
 
 // Lanes implements the proxy's need for n lanes: every running pool gets a
-// session per lane.
-func (m *Manager) Lanes(n int) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+// session per lane. It does not wait: Run applies it.
+func (m *Manager) Lanes(n int) { m.in.push(func() { m.lanesLocked(n) }) }
+
+func (m *Manager) lanesLocked(n int) {
 	if n <= m.lanes {
 		return
 	}
@@ -152,10 +166,12 @@ func (m *Manager) Lanes(n int) {
 
 // Authorize makes a per-worker name known on every session of a lane, now
 // and after reconnects or switches. worker is the miner's suffix; each pool
-// authorizes "<its user>.<worker>".
+// authorizes "<its user>.<worker>". It does not wait: Run applies it.
 func (m *Manager) Authorize(lane int, worker string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.in.push(func() { m.authorizeLocked(lane, worker) })
+}
+
+func (m *Manager) authorizeLocked(lane int, worker string) {
 	set := m.workers[lane]
 	if set == nil {
 		set = map[string]struct{}{}
