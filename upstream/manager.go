@@ -82,6 +82,10 @@ type poolRun struct {
 	// tried is set once a session of the pool has had a job or failed:
 	// its extranonce2 size is known, or it is known to be unreachable.
 	tried bool
+	// downReason is the reason of the latest StateDown of one of its
+	// sessions, kept until one goes live; a refusal for good
+	// (RefusedForGood) is not overwritten by a passing failure.
+	downReason string
 	// strikes counts failbacks to this pool that ended with it going dark
 	// again within its hold; each doubles the hold.
 	strikes int
@@ -224,7 +228,7 @@ func (m *Manager) Status() []PoolStatus {
 	out := make([]PoolStatus, 0, len(m.pools))
 	for _, p := range m.pools {
 		ps := PoolStatus{Name: p.pool.Name, URL: p.pool.URL, Rank: p.rank, State: p.state.String(),
-			Active: p == m.active, LiveSince: p.liveSince, DarkSince: p.darkSince, Reason: p.darkReason}
+			Active: p == m.active, LiveSince: p.liveSince, DarkSince: p.darkSince, Reason: poolReason(p)}
 		for _, s := range p.sessions {
 			if s == nil {
 				continue
@@ -256,8 +260,16 @@ func (m *Manager) SessionState(s *Session, st State, reason string) {
 	}
 	if st == StateDown && reason != "" {
 		p.tried = true
+		if !RefusedForGood(p.downReason) || RefusedForGood(reason) {
+			p.downReason = reason
+		}
 	}
-	if met := m.opts.Metrics; met != nil && st == StateConnecting {
+	if st == StateLive {
+		p.downReason = ""
+	}
+	// A reconnect is a connection a session makes after an earlier one of
+	// its own was established: neither its first nor a failed dial.
+	if met := m.opts.Metrics; met != nil && st == StateHandshaking && reason == ReasonReconnected {
 		met.PoolReconnects.WithLabelValues(p.pool.Name).Inc()
 	}
 	if m.ctx != nil && m.ctx.Err() != nil {
@@ -267,6 +279,38 @@ func (m *Manager) SessionState(s *Session, st State, reason string) {
 	if !m.closing { // shutting down: no failover, no "all down"
 		m.decide(reason)
 	}
+	if met := m.opts.Metrics; met != nil {
+		label := poolReason(p)
+		if label != "" {
+			label = reasonLabel(label)
+		}
+		met.SetPoolStateReason(p.pool.Name, label)
+	}
+}
+
+// poolReason is why p is not live, for Status and
+// switchyard_pool_state_reason: a refusal for good first (it needs the
+// operator), then why it went dark, then the latest failure of one of its
+// sessions; "" while it is live.
+func poolReason(p *poolRun) string {
+	switch {
+	case p.state == StateLive:
+		return ""
+	case RefusedForGood(p.downReason) || p.darkReason == "":
+		return p.downReason
+	}
+	return p.darkReason
+}
+
+// betterMayCome reports whether a pool ranked better than p may still go
+// live at startup: one not removed and not refused for good.
+func (m *Manager) betterMayCome(p *poolRun) bool {
+	for _, q := range m.pools {
+		if q.rank < p.rank && !q.removed && !RefusedForGood(q.downReason) {
+			return true
+		}
+	}
+	return false
 }
 
 // SessionJob implements Handler: jobs of the active pool go to miners.
@@ -423,9 +467,10 @@ func (m *Manager) decide(reason string) {
 		if best != nil && best.rank < m.active.rank && now.Sub(best.liveSince) >= m.hold(best) {
 			m.switchTo(best, "failback", now)
 		}
-	case best != nil && m.active == nil && !m.allDown && best.rank > 0 && now.Sub(m.runStart) < m.startGrace():
+	case best != nil && m.active == nil && !m.allDown && best.rank > 0 && now.Sub(m.runStart) < m.startGrace() && m.betterMayCome(best):
 		// At startup, give better-ranked pools a moment to finish their
-		// handshake before settling for a backup.
+		// handshake before settling for a backup; not those that refused
+		// us for good (unauthorized, extranonce2_too_small).
 	case best != nil:
 		why := "startup"
 		if m.active != nil {
@@ -562,12 +607,18 @@ func (m *Manager) setActive(p *poolRun) {
 	m.active = p
 }
 
-// reasonLabel bounds failover reasons to a fixed set for metrics.
+// reasonLabel bounds failover and state reasons to a fixed set for metrics.
 func reasonLabel(r string) string {
 	switch r {
 	case "failback", "startup", "recovered", "eof", "submit_timeout", "job_timeout", "rejecting",
-		"handshake_timeout", "unauthorized", "removed", "suspect", "down", "connecting", "handshaking":
+		"handshake_timeout", ReasonUnauthorized, ReasonExtranonce2TooSmall, "removed", "suspect", "down",
+		"connecting", "handshaking", "stopped", "reconnect":
 		return r
+	case "handshake timeout": // as the session reports it
+		return "handshake_timeout"
+	}
+	if len(r) > 5 && r[:5] == "dial:" {
+		return "dial"
 	}
 	return "error"
 }
