@@ -243,9 +243,9 @@ func (c *conn) handle(line []byte) {
 		}
 	default:
 		if hasID(m) {
-			// A request wants an answer: a JSON-RPC error rather than
-			// silence, which a pool could wait on (cgminer says nothing;
-			// ckpool and the proxy's miner side answer unknown methods).
+			// A request with an id is owed an answer (JSON-RPC): an error
+			// rather than the silence a pool could wait on, as switchyard
+			// answers its miners' unknown methods. cgminer says nothing.
 			c.send(stratum.AppendError(nil, m.ID, stratum.CodeOther, "Unknown method"))
 			s.log.Info().Bytes("method", m.Method).Msg("pool request for an unknown method answered with an error")
 			break
