@@ -107,14 +107,21 @@ func newRig(t *testing.T, n int, poolCfg func(i int, c *sim.PoolConfig), mutate 
 		t.Fatal(err)
 	}
 	r.cfg = cfg
+	r.app = startApp(t, cfg)
+	r.waitActive("p0", 10*time.Second)
+	return r
+}
+
+// startApp starts switchyard from cfg, stopped when the test ends.
+func startApp(t *testing.T, cfg *config.Config) *app.App {
+	t.Helper()
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
 	a, err := app.Start(context.Background(), cfg, log, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = a.Stop() })
-	r.app = a
-	r.waitActive("p0", 10*time.Second)
-	return r
+	return a
 }
 
 // waitActive waits until miners are served by pool name.
@@ -184,6 +191,7 @@ type client struct {
 	mask    uint32
 	diff    float64
 	jobs    []*stratum.Notify // in arrival order
+	masks   []uint32          // mining.set_version_mask, in arrival order
 	pending []string          // notifications seen while waiting for an answer
 }
 
@@ -256,6 +264,12 @@ func (c *client) note(m *stratum.Message) {
 			c.t.Fatalf("bad notify: %v", err)
 		}
 		c.jobs = append(c.jobs, n)
+	case stratum.MethodSetVersionMask:
+		mask, err := stratum.ParseVersionMask(m.Params)
+		if err != nil {
+			c.t.Fatalf("bad set_version_mask: %v", err)
+		}
+		c.masks = append(c.masks, mask)
 	case stratum.MethodSetExtranonce:
 		en1, size, err := stratum.ParseSetExtranonce(m.Params)
 		if err != nil {

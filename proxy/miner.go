@@ -346,9 +346,10 @@ func (m *miner) sendDiff(out []byte, d float64) []byte {
 }
 
 // sentJobs is how many of the jobs sent to a miner it remembers for its
-// shares. Pools send a job every 30 s or so and miners work on the latest
-// one; eight cover minutes of jobs, a failover and a retarget or two.
-const sentJobs = 8
+// shares, however many lanes are open. Pools send a job every 30 s or so
+// and miners work on the latest one; sixteen cover several minutes of
+// jobs and a failover (384 bytes a miner).
+const sentJobs = 16
 
 // sentJob is a job as sent to one miner.
 type sentJob struct {
