@@ -56,6 +56,7 @@ type PoolConfig struct {
 	NTimeMaxAhead   uint32        // seconds a share's ntime may run ahead (stratum.DefaultNTimeMaxAhead)
 	Users           []string      // accounts mining.authorize accepts, alone or as account.worker; empty: anyone
 	Ledger          io.Writer     // one JSON line per submit (LedgerEntry); nil: none
+	Work            WorkSource    // where jobs come from and block candidates go (a node, see NodeWork); nil: random jobs
 	Log             zerolog.Logger
 }
 
@@ -226,8 +227,15 @@ func (p *Pool) Addr() string { return p.addr }
 func (p *Pool) PushJob(clean bool) {
 	p.pushMu.Lock()
 	defer p.pushMu.Unlock()
+	n, ok := p.workJob(clean) // outside jobsMu: a WorkSource may ask a node
+	if !ok {
+		return
+	}
 	p.jobsMu.Lock()
-	n := p.maker.next(clean, time.Now())
+	if n == nil {
+		n = p.maker.next(clean, time.Now())
+	}
+	clean = n.Clean
 	j, err := stratum.NewJob(n)
 	if err != nil {
 		p.jobsMu.Unlock()

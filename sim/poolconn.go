@@ -416,7 +416,11 @@ func (c *poolConn) check(s *stratum.Submit, en1 []byte) (stratum.Reason, float64
 		NTimeMaxAhead:   c.p.cfg.NTimeMaxAhead,
 	}
 	var res stratum.Result
-	if err := pj.job.Check(&share, params, &res); err != nil {
+	err := pj.job.Check(&share, params, &res)
+	if res.Block {
+		c.p.offerBlock(pj.job, &share, &res) // to the WorkSource (a node), whatever the verdict
+	}
+	if err != nil {
 		if res.Block {
 			c.p.log.Warn().Str("job_id", pj.job.ID).Msg("block candidate below the share difficulty")
 		}
