@@ -93,6 +93,8 @@ type faultJSON struct {
 //	GET  /stats                                   PoolStats as JSON
 //	POST /job?clean=true                          issue a job now
 //	POST /reconnect?host=&port=&wait=             send client.reconnect to every connection
+//	POST /difficulty?value=0.001                  Pool.SetDifficulty on every connection
+//	POST /resend                                  Pool.ResendJob: the current job again, clean_jobs=true
 func ControlHandler(p *Pool) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /fault", func(w http.ResponseWriter, r *http.Request) {
@@ -136,6 +138,20 @@ func ControlHandler(p *Pool) http.Handler {
 			return
 		}
 		writeJSON(w, map[string]int{"sent": p.Reconnect(q.Get("host"), port, wait)})
+	})
+	mux.HandleFunc("POST /difficulty", func(w http.ResponseWriter, r *http.Request) {
+		d, err := strconv.ParseFloat(r.URL.Query().Get("value"), 64)
+		if err == nil {
+			var n int
+			if n, err = p.SetDifficulty(d); err == nil {
+				writeJSON(w, map[string]int{"changed": n})
+				return
+			}
+		}
+		http.Error(w, "sim: difficulty: "+err.Error(), http.StatusBadRequest)
+	})
+	mux.HandleFunc("POST /resend", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, map[string]int{"sent": p.ResendJob()})
 	})
 	return mux
 }

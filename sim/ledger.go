@@ -33,10 +33,12 @@ type LedgerEntry struct {
 	Extranonce2 string    `json:"extranonce2"`
 	NTime       string    `json:"ntime"`
 	Nonce       string    `json:"nonce"`
-	Version     string    `json:"version,omitempty"` // rolled version bits (6th submit param), when sent
-	Result      string    `json:"result"`            // ResultAccepted, ResultRejected or ResultLost
-	Reason      string    `json:"reason,omitempty"`  // rejection or loss label
-	Difficulty  float64   `json:"difficulty"`        // the difficulty the share was held to (pool) or aimed at (miner)
+	Version     string    `json:"version,omitempty"`  // rolled version bits (6th submit param), when sent
+	Result      string    `json:"result"`             // ResultAccepted, ResultRejected or ResultLost
+	Reason      string    `json:"reason,omitempty"`   // rejection or loss label
+	Difficulty  float64   `json:"difficulty"`         // the difficulty the share was held to (pool) or aimed at (miner)
+	Credited    float64   `json:"credited,omitempty"` // pool, accepted shares: the difficulty credited (the pool's for the share's job, by the profile's rule)
+	Block       bool      `json:"block,omitempty"`    // pool: the share met the network target and was submitted as a block
 	LatencyMS   float64   `json:"latency_ms,omitempty"`
 }
 

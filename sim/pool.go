@@ -43,27 +43,42 @@ const (
 )
 
 // PoolConfig configures a simulated pool. A zero field takes the default
-// named beside it.
+// named beside it, or the profile's where it has one.
 type PoolConfig struct {
-	Addr            string        // listen address (default "127.0.0.1:0": any free port)
-	Extranonce1Size int           // bytes, 1..16 (DefaultExtranonce1Size)
-	Extranonce2Size int           // bytes, 1..16 (DefaultExtranonce2Size)
-	Difficulty      float64       // share difficulty, may be below 1; a share costs ~2^32·Difficulty hashes (DefaultDifficulty)
-	VersionMask     uint32        // BIP310 bits the pool lets miners roll (DefaultVersionMask)
-	BranchDepth     int           // merkle branch length; < 0 for none (DefaultBranchDepth)
-	JobInterval     time.Duration // time between jobs (DefaultJobInterval)
-	CleanEvery      int           // every n-th job is a new block, clean_jobs=true (DefaultCleanEvery)
-	NTimeMaxAhead   uint32        // seconds a share's ntime may run ahead (stratum.DefaultNTimeMaxAhead)
-	Users           []string      // accounts mining.authorize accepts, alone or as account.worker; empty: anyone
-	Ledger          io.Writer     // one JSON line per submit (LedgerEntry); nil: none
-	Work            WorkSource    // where jobs come from and block candidates go (a node, see NodeWork); nil: random jobs
-	Log             zerolog.Logger
+	Addr              string        // listen address (default "127.0.0.1:0": any free port)
+	Profile           string        // real pool to behave like: "", or one of Profiles (see ProfileCkpool); "": stratumsim's own
+	Handshake         Handshake     // order of the first answers and notifications (HandshakeProfile: the profile's)
+	Vardiff           Vardiff       // the profile's pool-side retargeting, pinned or tuned
+	PingInterval      time.Duration // send mining.ping to every connection this often; 0: never
+	Extranonce1Size   int           // bytes, 1..16 (the profile's, else DefaultExtranonce1Size)
+	Extranonce2Size   int           // bytes, 1..16 (the profile's, else DefaultExtranonce2Size)
+	Difficulty        float64       // starting share difficulty, may be below 1; a share costs ~2^32·Difficulty hashes (the profile's, else DefaultDifficulty)
+	NetworkDifficulty float64       // shares meeting it are block candidates; 0: the jobs' nBits (never met)
+	VersionMask       uint32        // BIP310 bits the pool lets miners roll (DefaultVersionMask)
+	BranchDepth       int           // merkle branch length; < 0 for none (DefaultBranchDepth)
+	JobInterval       time.Duration // time between jobs (DefaultJobInterval)
+	CleanEvery        int           // every n-th job is a new block, clean_jobs=true (DefaultCleanEvery)
+	NTimeMaxAhead     uint32        // seconds a share's ntime may run ahead (stratum.DefaultNTimeMaxAhead)
+	Users             []string      // accounts mining.authorize accepts, alone or as account.worker; empty: anyone
+	Ledger            io.Writer     // one JSON line per submit (LedgerEntry); nil: none
+	Work              WorkSource    // where jobs come from and block candidates go (a node, see NodeWork); nil: random jobs
+	Log               zerolog.Logger
 }
 
 func (c PoolConfig) withDefaults() (PoolConfig, error) {
 	if c.Addr == "" {
 		c.Addr = "127.0.0.1:0"
 	}
+	var errs []error
+	name, err := ParseProfile(c.Profile)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	c.Profile = name
+	pr := lookupProfile(name)
+	setDefault(&c.Extranonce1Size, pr.en1Size)
+	setDefault(&c.Extranonce2Size, pr.en2Size)
+	setDefault(&c.Difficulty, pr.startDiff)
 	setDefault(&c.Extranonce1Size, DefaultExtranonce1Size)
 	setDefault(&c.Extranonce2Size, DefaultExtranonce2Size)
 	setDefault(&c.Difficulty, DefaultDifficulty)
@@ -76,7 +91,6 @@ func (c PoolConfig) withDefaults() (PoolConfig, error) {
 	case c.BranchDepth < 0:
 		c.BranchDepth = 0
 	}
-	var errs []error
 	if c.Extranonce1Size < 1 || c.Extranonce1Size > 16 {
 		errs = append(errs, fmt.Errorf("sim: extranonce1 size %d: want 1..16", c.Extranonce1Size))
 	}
@@ -91,6 +105,16 @@ func (c PoolConfig) withDefaults() (PoolConfig, error) {
 	}
 	if c.JobInterval < 0 || c.CleanEvery < 0 {
 		errs = append(errs, fmt.Errorf("sim: job interval and clean-every must not be negative"))
+	}
+	if c.Handshake >= numHandshakes {
+		errs = append(errs, fmt.Errorf("sim: unknown handshake %d", c.Handshake))
+	}
+	v := c.Vardiff
+	if v.Shares < 0 || v.Interval < 0 || v.Target < 0 || v.Min < 0 || v.Max < 0 || (v.Max > 0 && v.Min > v.Max) {
+		errs = append(errs, fmt.Errorf("sim: vardiff %+v: want no negative field and min <= max", v))
+	}
+	if c.NetworkDifficulty < 0 || c.PingInterval < 0 {
+		errs = append(errs, fmt.Errorf("sim: network difficulty and ping interval must not be negative"))
 	}
 	return c, errors.Join(errs...)
 }
@@ -112,6 +136,10 @@ func setDefault[T comparable](v *T, def T) {
 // new job follows every JobInterval, every CleanEvery-th one a new block
 // with clean_jobs=true (earlier jobs are then stale).
 //
+// That is stratumsim's own behaviour (PoolConfig.Profile ""). With a
+// profile the pool behaves instead like a real implementation, on the wire
+// and in what it credits: see ProfileCkpool and the other profiles.
+//
 // mining.suggest_difficulty is honoured: the connection's difficulty becomes
 // the suggestion, but never below Difficulty, and is sent at once with
 // mining.set_difficulty. It applies to jobs sent afterwards; a share is
@@ -126,12 +154,16 @@ func setDefault[T comparable](v *T, def T) {
 // 21 "Job not found" or "Stale job", 22 duplicate, 23 low difficulty, 20 for
 // the rest.
 type Pool struct {
-	cfg    PoolConfig
-	log    zerolog.Logger
-	addr   string
-	users  map[string]bool // nil: anyone
-	ledger *ledger
-	start  time.Time
+	cfg       PoolConfig
+	prof      profile        // the behaviour of cfg.Profile
+	hs        Handshake      // resolved handshake order
+	vd        Vardiff        // resolved vardiff tuning
+	netTarget stratum.Target // of cfg.NetworkDifficulty
+	log       zerolog.Logger
+	addr      string
+	users     map[string]bool // nil: anyone
+	ledger    *ledger
+	start     time.Time
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -171,6 +203,8 @@ type poolJob struct {
 
 type poolCounters struct {
 	connections, submits, accepted, jobs, malformed atomic.Uint64
+	duplicates, blocks, blocksStale, retargets      atomic.Uint64
+	pings, pingAnswers, pingsMissed                 atomic.Uint64
 	open                                            atomic.Int64
 	rejected                                        reasonCounters
 	acceptedDiff                                    atomicFloat
@@ -187,19 +221,28 @@ func StartPool(cfg PoolConfig) (*Pool, error) {
 		return nil, fmt.Errorf("sim: pool listen: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	pr := lookupProfile(cfg.Profile)
+	hs := cfg.Handshake
+	if hs == HandshakeProfile {
+		hs = pr.handshake
+	}
 	p := &Pool{
-		cfg:     cfg,
-		log:     cfg.Log.With().Str("component", "simpool").Logger(),
-		addr:    ln.Addr().String(),
-		ledger:  newLedger(cfg.Ledger),
-		start:   time.Now(),
-		ctx:     ctx,
-		cancel:  cancel,
-		ln:      ln,
-		conns:   make(map[*poolConn]struct{}),
-		jobs:    make(map[string]*poolJob),
-		maker:   newJobMaker(rand.Uint64(), cfg.Extranonce1Size, cfg.Extranonce2Size, cfg.BranchDepth),
-		en1Base: rand.Uint64(),
+		cfg:       cfg,
+		prof:      pr,
+		hs:        hs,
+		vd:        pr.withVardiff(cfg.Vardiff),
+		netTarget: stratum.DifficultyTarget(cfg.NetworkDifficulty),
+		log:       cfg.Log.With().Str("component", "simpool").Logger(),
+		addr:      ln.Addr().String(),
+		ledger:    newLedger(cfg.Ledger),
+		start:     time.Now(),
+		ctx:       ctx,
+		cancel:    cancel,
+		ln:        ln,
+		conns:     make(map[*poolConn]struct{}),
+		jobs:      make(map[string]*poolJob),
+		maker:     newJobMaker(rand.Uint64(), cfg.Extranonce1Size, cfg.Extranonce2Size, cfg.BranchDepth),
+		en1Base:   rand.Uint64(),
 	}
 	p.st.rejected = newReasonCounters(ReasonPoolRejecting)
 	if len(cfg.Users) > 0 {
@@ -213,7 +256,15 @@ func StartPool(cfg PoolConfig) (*Pool, error) {
 	p.wg.Add(2)
 	go p.acceptLoop(ln)
 	go p.jobLoop()
-	p.log.Info().Str("listen", p.addr).Float64("difficulty", cfg.Difficulty).Msg("pool started")
+	var vardiffTick time.Duration
+	if pr.vardiff == vardiffPublicPool && !p.vd.Off {
+		vardiffTick = p.vd.Interval
+	}
+	if vardiffTick > 0 || cfg.PingInterval > 0 {
+		p.wg.Add(1)
+		go p.profileLoop(vardiffTick, cfg.PingInterval)
+	}
+	p.log.Info().Str("listen", p.addr).Str("profile", cfg.Profile).Float64("difficulty", cfg.Difficulty).Msg("pool started")
 	return p, nil
 }
 
@@ -544,7 +595,15 @@ type PoolStats struct {
 	Submits            uint64            `json:"submits"`
 	Accepted           uint64            `json:"accepted"`
 	Rejected           map[string]uint64 `json:"rejected"`            // by reason label, non-zero only
-	AcceptedDifficulty float64           `json:"accepted_difficulty"` // sum of the difficulty credited to accepted shares
+	AcceptedDifficulty float64           `json:"accepted_difficulty"` // Σ difficulty credited to accepted shares: the pool difficulty in force for each share's job, by the profile's rule
+	CreditedWork       float64           `json:"credited_work"`       // AcceptedDifficulty × 2^32: the hashes the pool pays for
+	Duplicates         uint64            `json:"duplicates"`          // shares repeating an earlier one, refused (Rejected["duplicate"]) or, by public-pool, accepted
+	Blocks             uint64            `json:"blocks"`              // block candidates submitted to the network, whatever the share's verdict
+	BlocksStale        uint64            `json:"blocks_stale"`        // … of them on a stale job
+	Retargets          uint64            `json:"retargets"`           // connection difficulty changes (vardiff, SetDifficulty, suggestions)
+	Pings              uint64            `json:"pings"`               // mining.ping requests sent
+	PingAnswers        uint64            `json:"ping_answers"`        // … answered
+	PingsMissed        uint64            `json:"pings_missed"`        // … unanswered when the next one went out or the connection ended
 	Malformed          uint64            `json:"malformed"`           // lines that were not JSON-RPC
 	Fault              string            `json:"fault"`
 	Down               bool              `json:"down"`
@@ -555,9 +614,9 @@ func (s PoolStats) RejectedTotal() uint64 { return sumCounts(s.Rejected) }
 
 // String formats s on one line.
 func (s PoolStats) String() string {
-	return fmt.Sprintf("conns=%d open=%d jobs=%d submits=%d accepted=%d rejected=%d%s diff_sum=%.6g malformed=%d fault=%s",
+	return fmt.Sprintf("conns=%d open=%d jobs=%d submits=%d accepted=%d rejected=%d%s diff_sum=%.6g credited_hashes=%.6g dups=%d blocks=%d (stale %d) retargets=%d malformed=%d fault=%s",
 		s.Connections, s.Open, s.Jobs, s.Submits, s.Accepted, s.RejectedTotal(), formatCounts(s.Rejected),
-		s.AcceptedDifficulty, s.Malformed, s.Fault)
+		s.AcceptedDifficulty, s.CreditedWork, s.Duplicates, s.Blocks, s.BlocksStale, s.Retargets, s.Malformed, s.Fault)
 }
 
 // Stats returns a snapshot of p's counters.
@@ -572,6 +631,14 @@ func (p *Pool) Stats() PoolStats {
 		Accepted:           p.st.accepted.Load(),
 		Rejected:           p.st.rejected.snapshot(),
 		AcceptedDifficulty: p.st.acceptedDiff.Load(),
+		CreditedWork:       p.st.acceptedDiff.Load() * (1 << 32),
+		Duplicates:         p.st.duplicates.Load(),
+		Blocks:             p.st.blocks.Load(),
+		BlocksStale:        p.st.blocksStale.Load(),
+		Retargets:          p.st.retargets.Load(),
+		Pings:              p.st.pings.Load(),
+		PingAnswers:        p.st.pingAnswers.Load(),
+		PingsMissed:        p.st.pingsMissed.Load(),
 		Malformed:          p.st.malformed.Load(),
 		Fault:              f.String(),
 		Down:               down,
