@@ -369,7 +369,9 @@ func (p *Pool) Reconnect(host string, port, wait int) int {
 }
 
 // SetExtranonce gives every connection that sent mining.extranonce.subscribe
-// a new, still unique extranonce1 (and extranonce2 size en2Size, 0 to keep
+// (with ProfileNiceHash every subscribed connection, with ckpool,
+// public-pool and miningcore none: they never send it) a new, still unique
+// extranonce1 (and extranonce2 size en2Size, 0 to keep
 // it) with mining.set_extranonce, then issues a new job (not clean) from
 // which the new values apply; shares for earlier jobs are still checked
 // with the old ones. It returns how many connections were changed.

@@ -606,6 +606,7 @@ func (c *poolConn) suggest(id []byte, d float64) []byte {
 		d = max(d, p.cfg.Difficulty)
 		if d != c.diff {
 			c.diff = d
+			p.st.retargets.Add(1)
 			if c.diffSent {
 				c.queueLocked(stratum.AppendSetDifficulty(nil, d))
 			}

@@ -95,7 +95,8 @@ import (
 //   - Vardiff on each accepted share: the mean of the last 10 intervals
 //     between shares (and the time since the last one) against a 15 s
 //     target with 30 % variance, at most once per 90 s retarget time; the
-//     new difficulty is d × target / mean.
+//     new difficulty is d × target / mean. (miningcore also retargets idle
+//     connections on a timer; that is not modelled.)
 //   - A change applies at once (mining.set_difficulty then the current job
 //     again); a share that misses the new difficulty but meets the previous
 //     one is accepted and credited at the previous one. A share passes at
