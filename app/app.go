@@ -261,18 +261,18 @@ func (a *App) Status() Status {
 	}
 }
 
-// sampleHistory reads every pool's forwarded difficulty into the hashrate
+// sampleHistory reads every pool's credited difficulty into the hashrate
 // history once per interval until ctx is done.
 func (a *App) sampleHistory(ctx context.Context) {
 	t := time.NewTicker(a.history.Interval())
 	defer t.Stop()
-	a.history.Record(time.Now(), sumByPool(a.Metrics.ForwardedDifficulty, nil))
+	a.history.Record(time.Now(), sumByPool(a.Metrics.CreditedDifficulty, nil))
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			a.history.Record(now, sumByPool(a.Metrics.ForwardedDifficulty, nil))
+			a.history.Record(now, sumByPool(a.Metrics.CreditedDifficulty, nil))
 		}
 	}
 }
@@ -358,9 +358,8 @@ func ProxyOptions(cfg *config.Config, log zerolog.Logger, met *metrics.Metrics, 
 
 // awaitPools holds the miner listener back until the pools being connected
 // have each sent a job or failed (bounded by the manager's startup grace,
-// a few seconds): a miner subscribing earlier could be given a larger
-// extranonce2 than a backup pool allows, and would need a reconnect at the
-// first failover.
+// a few seconds), so miners start on the best pool that answered rather
+// than on a backup they leave a moment later.
 func (a *App) awaitPools(ctx context.Context) {
 	start := time.Now()
 	t := time.NewTicker(10 * time.Millisecond)

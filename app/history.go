@@ -74,7 +74,7 @@ func (h *History) capacity() int {
 	return max(2, min(n, maxHistorySamples))
 }
 
-// Record takes a reading of every pool's forwarded difficulty total at now
+// Record takes a reading of every pool's credited difficulty total at now
 // and, from the second reading on, appends a sample of hashrates. Totals
 // that are negative, NaN or infinite are ignored. A reading at or before the
 // previous one (a clock stepped back) only becomes the new baseline.

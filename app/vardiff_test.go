@@ -17,7 +17,8 @@ import (
 // difficulty raised towards target_share_interval, within [min, max].
 func TestVardiffRampsUp(t *testing.T) {
 	const max = 1e-4
-	r := newRig(t, 1, nil, func(c *config.Config) {
+	// The pool's difficulty is above max: it caps nothing here.
+	r := newRig(t, 1, func(_ int, c *sim.PoolConfig) { c.Difficulty = 1e-3 }, func(c *config.Config) {
 		c.Difficulty.Initial, c.Difficulty.Min, c.Difficulty.Max = testDiff, testDiff, max
 		c.Difficulty.TargetShareInterval = config.Duration(time.Second)
 		c.Difficulty.RetargetInterval = config.Duration(time.Second)
@@ -70,7 +71,8 @@ func minerRows(t *testing.T, addr string) []proxy.MinerRow {
 // after authorize) and the minimum-difficulty extension are honoured inside
 // [min, max].
 func TestSuggestAndMinimumDifficulty(t *testing.T) {
-	r := newRig(t, 1, nil, func(c *config.Config) {
+	// The pool's difficulty is above max: it caps nothing here.
+	r := newRig(t, 1, func(_ int, c *sim.PoolConfig) { c.Difficulty = 1e-2 }, func(c *config.Config) {
 		c.Difficulty.Initial, c.Difficulty.Min, c.Difficulty.Max = 1e-6, 1e-7, 1e-3
 	})
 	tests := []struct {

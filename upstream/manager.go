@@ -3,7 +3,6 @@ package upstream
 import (
 	"context"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -58,7 +57,6 @@ type Manager struct {
 	workers  map[int]map[string]struct{} // lane -> per-worker names
 	started  bool
 	closing  bool         // Run's context is done: sessions are being stopped
-	minEn2   atomic.Int32 // smallest extranonce2 size any pool has offered
 	runStart time.Time
 	lastSeen time.Time
 }
@@ -192,11 +190,6 @@ func (m *Manager) authorizeLocked(lane int, worker string) {
 	}
 }
 
-// Extranonce2Size is the smallest extranonce2 size any pool has offered so
-// far (0 before any job): sizing miners by it lets them move to any pool
-// without mining.set_extranonce.
-func (m *Manager) Extranonce2Size() int { return int(m.minEn2.Load()) }
-
 // Active returns the name of the pool serving miners, or "".
 func (m *Manager) Active() string {
 	m.mu.Lock()
@@ -325,11 +318,6 @@ func (m *Manager) SessionJob(s *Session, j *Job) {
 		met.PoolLastJob.WithLabelValues(p.pool.Name).Set(float64(j.Received.UnixNano()) / 1e9)
 	}
 	p.tried = true
-	if n := int32(j.Extranonce2Size); n > 0 {
-		if cur := m.minEn2.Load(); cur == 0 || n < cur {
-			m.minEn2.Store(n)
-		}
-	}
 	if p == m.active && !m.allDown {
 		m.sink.Publish(s.Lane(), s, j, false)
 		return
@@ -567,12 +555,10 @@ func (m *Manager) detectionLag(reason string) time.Duration {
 	return 0
 }
 
-// startGrace is how long startup waits for better-ranked pools.
 // Settled reports whether every pool being connected has either sent a job
-// (so its extranonce2 size is known) or failed, or the startup grace has
-// passed. Miners accepted after that are sized for the smallest of those
-// pools, so that failing over to any of them needs neither
-// mining.set_extranonce nor client.reconnect.
+// or failed, or the startup grace has passed: by then the pool miners start
+// on is the best one that answered, so they do not start on a backup and
+// move a moment later.
 func (m *Manager) Settled() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -590,6 +576,7 @@ func (m *Manager) Settled() bool {
 	return true
 }
 
+// startGrace is how long startup waits for better-ranked pools.
 func (m *Manager) startGrace() time.Duration {
 	return m.opts.Session.DialTimeout + 2*m.opts.Session.SubmitTimeout
 }
