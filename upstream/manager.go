@@ -56,7 +56,7 @@ type Manager struct {
 	allDown  bool
 	workers  map[int]map[string]struct{} // lane -> per-worker names
 	started  bool
-	closing  bool         // Run's context is done: sessions are being stopped
+	closing  bool // Run's context is done: sessions are being stopped
 	runStart time.Time
 	lastSeen time.Time
 }
