@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/rs/zerolog"
 
 	"switchyard/config"
@@ -200,7 +201,15 @@ type Status struct {
 	ActivePool    string        `json:"active_pool"`
 	Pools         []PoolStatus  `json:"pools"`
 	Miners        proxy.Summary `json:"miners"`
-	// History is the hashrate forwarded to each pool over the last 30
+	// CreditedDifficulty is what the pools accepted, each share at the
+	// pool's difficulty, and MinerDifficulty the difficulty of the shares
+	// switchyard accepted from miners, both since start. Their ratio,
+	// CreditEfficiency, is about 1 on a healthy farm; outages (lost shares)
+	// and pool rejects lower it. Absent before any share.
+	CreditedDifficulty float64  `json:"credited_difficulty"`
+	MinerDifficulty    float64  `json:"miner_difficulty"`
+	CreditEfficiency   *float64 `json:"credit_efficiency,omitempty"`
+	// History is the hashrate credited by each pool over the last 30
 	// minutes (see History).
 	History HistoryView `json:"history"`
 }
@@ -216,6 +225,8 @@ type PoolStatus struct {
 	Accepted  float64 `json:"accepted"`
 	Rejected  float64 `json:"rejected"`
 	Lost      float64 `json:"lost"`
+	// Credited is the sum of the pool difficulty of the shares it accepted.
+	Credited float64 `json:"credited_difficulty"`
 	// HashrateHs is the newest history sample for the pool, in H/s.
 	HashrateHs float64 `json:"hashrate_hs"`
 }
@@ -228,6 +239,7 @@ func (a *App) Status() Status {
 	for _, r := range []string{metrics.ResultAccepted, metrics.ResultRejected, metrics.ResultLost} {
 		verdicts[r] = sumByPool(m.PoolVerdicts, func(l map[string]string) bool { return l["result"] == r })
 	}
+	credited := sumByPool(m.CreditedDifficulty, nil)
 	ps := a.Pools.Status()
 	order := make([]string, len(ps))
 	for i, p := range ps {
@@ -248,17 +260,36 @@ func (a *App) Status() Status {
 			Accepted:   verdicts[metrics.ResultAccepted][p.Name],
 			Rejected:   verdicts[metrics.ResultRejected][p.Name],
 			Lost:       verdicts[metrics.ResultLost][p.Name],
+			Credited:   credited[p.Name],
 			HashrateHs: latest[p.Name],
 		})
 	}
-	return Status{
-		Version:       a.version,
-		UptimeSeconds: time.Since(a.started).Seconds(),
-		ActivePool:    a.Pools.Active(),
-		Pools:         pools,
-		Miners:        a.Proxy.Summary(),
-		History:       history,
+	st := Status{
+		Version:         a.version,
+		UptimeSeconds:   time.Since(a.started).Seconds(),
+		ActivePool:      a.Pools.Active(),
+		Pools:           pools,
+		Miners:          a.Proxy.Summary(),
+		MinerDifficulty: counterValue(m.ShareDifficulty),
+		History:         history,
 	}
+	for _, c := range credited {
+		st.CreditedDifficulty += c
+	}
+	if st.MinerDifficulty > 0 {
+		e := st.CreditedDifficulty / st.MinerDifficulty
+		st.CreditEfficiency = &e
+	}
+	return st
+}
+
+// counterValue reads a counter.
+func counterValue(c prometheus.Counter) float64 {
+	var d dto.Metric
+	if c.Write(&d) != nil {
+		return 0
+	}
+	return d.GetCounter().GetValue()
 }
 
 // sampleHistory reads every pool's credited difficulty into the hashrate
