@@ -34,7 +34,6 @@ type scriptPool struct {
 	mu      sync.Mutex
 	conn    net.Conn
 	submits []stratum.Submit
-	jobs    int
 }
 
 func startScriptPool(t *testing.T, en2 int, mask uint32, afterAuth func() string) *scriptPool {

@@ -54,7 +54,7 @@ rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime+stime, in clock ticks
 
 start_pool() {
-	"$BIN/stratumsim" pool -listen "$POOL" -control "$CONTROL" -diff "$DIFF" -en1 4 -en2 8 \
+	"$BIN/stratumsim" pool -profile "" -listen "$POOL" -control "$CONTROL" -diff "$DIFF" -en1 4 -en2 8 \
 		-job-interval 30s >"$OUT/pool.log" 2>&1 &
 	pool_pid=$!
 	pids+=("$pool_pid")
