@@ -41,6 +41,7 @@ const (
 	CauseHandshakeTimeout = "handshake_timeout" // not subscribed and authorized within HandshakeTimeout
 	CauseReconnect        = "reconnect"         // the server sent client.reconnect
 	CauseClosed           = "closed"            // Fleet.Close
+	CauseExtranonce2Size  = "extranonce2_size"  // the firmware refused the pool's extranonce2 size (FleetStats.Refused)
 )
 
 // Labels of FleetStats.Rejected beyond the stratum.Reason labels and
@@ -50,7 +51,7 @@ const (
 )
 
 var causes = []string{CauseEOF, CauseReset, CauseTimeout, CauseError, CauseProtocol,
-	CauseAuthFailed, CauseHandshakeTimeout, CauseReconnect, CauseClosed}
+	CauseAuthFailed, CauseHandshakeTimeout, CauseReconnect, CauseClosed, CauseExtranonce2Size}
 
 // FleetConfig configures a fleet of simulated miners. A zero field takes the
 // default named beside it.
@@ -60,7 +61,7 @@ type FleetConfig struct {
 	SourceAddrs         []string      // local IPs to dial from, by miner index round robin; empty: the kernel's choice
 	User                string        // worker names are User.<index>, index from 0 (DefaultUser)
 	Password            string        // (default "x")
-	UserAgent           string        // sent with mining.subscribe (DefaultUserAgent)
+	UserAgent           string        // sent with mining.subscribe (DefaultUserAgent, or the firmware's)
 	VersionRolling      bool          // negotiate BIP310 version rolling, asking for DefaultMinerMask
 	ExtranonceSubscribe bool          // send mining.extranonce.subscribe
 	SuggestDifficulty   float64       // send mining.suggest_difficulty when > 0
@@ -74,18 +75,39 @@ type FleetConfig struct {
 	Warmup              time.Duration // answers in the first Warmup after the start stay out of FleetStats.Latency
 	Ledger              io.Writer     // one JSON line per submit once it ends (LedgerEntry); nil: none
 	Log                 zerolog.Logger
+
+	// Firmware makes every miner behave as that firmware does (see
+	// Firmwares and ParseFirmware; "" is the behaviour described at
+	// Fleet): the handshake and its order, the extranonce2 sizes it
+	// accepts and submits, extranonce2's byte order and when it restarts
+	// at 0, when a new difficulty, extranonce or version mask applies,
+	// which notifies abandon the work in hand and which only replace it
+	// once the item being hashed ends, which shares it will not submit,
+	// and how it answers mining.ping, client.get_version and
+	// client.reconnect. Work is hashed in items of one extranonce2 over a
+	// range of nonces, as an ASIC or a CPU thread takes it on. Options a
+	// firmware lacks are ignored: cpuminer never sends mining.configure,
+	// mining.suggest_difficulty or mining.extranonce.subscribe; Braiins OS
+	// always negotiates version rolling and never subscribes to extranonce
+	// changes; ESP-Miner always sends mining.configure.
+	Firmware string
 }
 
 func (c FleetConfig) withDefaults() (FleetConfig, []net.IP, error) {
+	var errs []error
+	fw, err := ParseFirmware(c.Firmware)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	c.Firmware = fw
 	setDefault(&c.Miners, 1)
 	setDefault(&c.User, DefaultUser)
 	setDefault(&c.Password, "x")
-	setDefault(&c.UserAgent, DefaultUserAgent)
+	setDefault(&c.UserAgent, firmwareProfile(fw).userAgent)
 	setDefault(&c.RetryDelay, DefaultRetryDelay)
 	setDefault(&c.DialTimeout, DefaultDialTimeout)
 	setDefault(&c.HandshakeTimeout, DefaultHandshakeTimeout)
 	setDefault(&c.CloseGrace, DefaultCloseGrace)
-	var errs []error
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		errs = append(errs, fmt.Errorf("sim: fleet address %q: %w", c.Addr, err))
 	}
@@ -120,11 +142,16 @@ func (c FleetConfig) withDefaults() (FleetConfig, []net.IP, error) {
 // same one) after the given wait; when that dial fails, the miner goes back
 // to Addr. Any other disconnect is followed by a redial after RetryDelay.
 //
+// That is the behaviour with FleetConfig.Firmware "". A firmware profile
+// replaces it with that firmware's (see FleetConfig.Firmware).
+//
 // Every submit ends in exactly one bucket: accepted, rejected by label
 // (stratum.Reason labels, ReasonPoolRejecting, LabelResultFalse, "other"),
-// lost (the connection ended first) or still pending.
+// lost (the connection ended first) or still pending. Shares found but not
+// submitted are counted apart (FleetStats.Unsubmitted).
 type Fleet struct {
 	cfg    FleetConfig
+	fw     firmware // cfg.Firmware's behaviour
 	ips    []net.IP
 	log    zerolog.Logger
 	ledger *ledger
@@ -198,9 +225,15 @@ type fleetCounters struct {
 	up, ready, pending                       atomic.Int64
 	dials, dialErrors, reconnects            atomic.Uint64
 	submits, accepted, lost, malformed, jobs atomic.Uint64
-	rejected, disconnects                    reasonCounters
-	acceptedDiff                             atomicFloat
+	cleanJobs, difficulties, duplicates      atomic.Uint64
+	refused                                  atomic.Uint64
+	rejected, disconnects, unsubmitted       reasonCounters
+	acceptedDiff, work, acceptedWork         atomicFloat
 }
+
+// hashesPerDifficulty is the expected number of hashes per share of
+// difficulty 1: 2^32 (difficulty 1 is the target 0xffff·2^208).
+const hashesPerDifficulty = 1 << 32
 
 // StartFleet starts cfg.Miners miners and returns at once; they dial in
 // the background (spread over RampUp). They stop when ctx is done or on
@@ -213,6 +246,7 @@ func StartFleet(ctx context.Context, cfg FleetConfig) (*Fleet, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	f := &Fleet{
 		cfg:    cfg,
+		fw:     firmwareProfile(cfg.Firmware),
 		ips:    ips,
 		log:    cfg.Log.With().Str("component", "simfleet").Logger(),
 		ledger: newLedger(cfg.Ledger),
@@ -228,6 +262,10 @@ func StartFleet(ctx context.Context, cfg FleetConfig) (*Fleet, error) {
 		f.st.disconnects[c] = new(atomic.Uint64)
 	}
 	f.st.disconnects[labelOther] = new(atomic.Uint64)
+	f.st.unsubmitted = reasonCounters{labelOther: new(atomic.Uint64)}
+	for _, r := range unsubmittedReasons {
+		f.st.unsubmitted[r] = new(atomic.Uint64)
+	}
 	f.wg.Add(cfg.Miners)
 	for i := range cfg.Miners {
 		m := &miner{f: f, idx: i, worker: cfg.User + "." + strconv.Itoa(i), addr: cfg.Addr}
@@ -240,7 +278,7 @@ func StartFleet(ctx context.Context, cfg FleetConfig) (*Fleet, error) {
 		}
 		go m.run(delay)
 	}
-	f.log.Info().Int("miners", cfg.Miners).Str("remote", cfg.Addr).Msg("fleet started")
+	f.log.Info().Int("miners", cfg.Miners).Str("remote", cfg.Addr).Str("firmware", cfg.Firmware).Msg("fleet started")
 	return f, nil
 }
 
@@ -302,18 +340,30 @@ type FleetStats struct {
 	Ready              int64             `json:"ready"` // of which subscribed and authorized
 	Dials              uint64            `json:"dials"`
 	DialErrors         uint64            `json:"dial_errors"`
-	Disconnects        map[string]uint64 `json:"disconnects"` // by cause, non-zero only
-	Reconnects         uint64            `json:"reconnects"`  // client.reconnect honoured
-	Jobs               uint64            `json:"jobs"`        // mining.notify received
+	Disconnects        map[string]uint64 `json:"disconnects"`    // by cause, non-zero only
+	Reconnects         uint64            `json:"reconnects"`     // client.reconnect honoured
+	Jobs               uint64            `json:"jobs"`           // mining.notify received
+	CleanJobs          uint64            `json:"clean_jobs"`     // of which with clean_jobs true
+	Difficulties       uint64            `json:"set_difficulty"` // mining.set_difficulty received
+	Refused            uint64            `json:"refused"`        // sessions the firmware ended over the pool's terms (Disconnects["extranonce2_size"])
 	Submits            uint64            `json:"submits"`
 	Accepted           uint64            `json:"accepted"`
-	Rejected           map[string]uint64 `json:"rejected"` // by label, non-zero only
-	Lost               uint64            `json:"lost"`     // connection ended before the answer
-	Pending            int64             `json:"pending"`  // awaiting an answer now
+	Rejected           map[string]uint64 `json:"rejected"`    // by label, non-zero only
+	Duplicates         uint64            `json:"duplicates"`  // answers rejecting a share as a duplicate
+	Lost               uint64            `json:"lost"`        // connection ended before the answer
+	Pending            int64             `json:"pending"`     // awaiting an answer now
+	Unsubmitted        map[string]uint64 `json:"unsubmitted"` // shares found but not submitted, by reason (Unsubmitted*), non-zero only
 	AcceptedDifficulty float64           `json:"accepted_difficulty"`
-	Malformed          uint64            `json:"malformed"` // lines received that could not be used
-	Latency            LatencyStats      `json:"latency"`   // submit to answer, after the warm-up
-	SharesPerSecond    float64           `json:"shares_per_second"`
+
+	// Work is Σ over submitted shares of the difficulty of the work item
+	// each was found on × 2^32: the hashes the miners did that count.
+	// AcceptedWork is the same over the shares answered true.
+	Work         float64 `json:"work"`
+	AcceptedWork float64 `json:"accepted_work"`
+
+	Malformed       uint64       `json:"malformed"` // lines received that could not be used
+	Latency         LatencyStats `json:"latency"`   // submit to answer, after the warm-up
+	SharesPerSecond float64      `json:"shares_per_second"`
 }
 
 // RejectedTotal returns Σ Rejected.
@@ -321,11 +371,12 @@ func (s FleetStats) RejectedTotal() uint64 { return sumCounts(s.Rejected) }
 
 // String formats s on one line.
 func (s FleetStats) String() string {
-	return fmt.Sprintf("t=%s up=%d/%d ready=%d dials=%d disconnects=%d%s reconnects=%d jobs=%d submits=%d accepted=%d rejected=%d%s lost=%d pending=%d malformed=%d shares/s=%.1f latency %s",
+	return fmt.Sprintf("t=%s up=%d/%d ready=%d dials=%d disconnects=%d%s reconnects=%d jobs=%d submits=%d accepted=%d rejected=%d%s lost=%d pending=%d unsubmitted=%d%s malformed=%d shares/s=%.1f work=%.6g latency %s",
 		s.Elapsed.Round(time.Second), s.Up, s.Miners, s.Ready, s.Dials,
 		sumCounts(s.Disconnects), formatCounts(s.Disconnects), s.Reconnects, s.Jobs,
 		s.Submits, s.Accepted, s.RejectedTotal(), formatCounts(s.Rejected), s.Lost, s.Pending,
-		s.Malformed, s.SharesPerSecond, s.Latency)
+		sumCounts(s.Unsubmitted), formatCounts(s.Unsubmitted),
+		s.Malformed, s.SharesPerSecond, s.Work, s.Latency)
 }
 
 // Stats returns a snapshot of f's counters. SharesPerSecond is accepted
@@ -342,12 +393,19 @@ func (f *Fleet) Stats() FleetStats {
 		Disconnects:        f.st.disconnects.snapshot(),
 		Reconnects:         f.st.reconnects.Load(),
 		Jobs:               f.st.jobs.Load(),
+		CleanJobs:          f.st.cleanJobs.Load(),
+		Difficulties:       f.st.difficulties.Load(),
+		Refused:            f.st.refused.Load(),
 		Submits:            f.st.submits.Load(),
 		Accepted:           f.st.accepted.Load(),
 		Rejected:           f.st.rejected.snapshot(),
+		Duplicates:         f.st.duplicates.Load(),
 		Lost:               f.st.lost.Load(),
 		Pending:            f.st.pending.Load(),
+		Unsubmitted:        f.st.unsubmitted.snapshot(),
 		AcceptedDifficulty: f.st.acceptedDiff.Load(),
+		Work:               f.st.work.Load(),
+		AcceptedWork:       f.st.acceptedWork.Load(),
 		Malformed:          f.st.malformed.Load(),
 		Latency:            f.lat.snapshot(),
 	}

@@ -19,13 +19,11 @@ const rollEvery = 1 << 8
 // grind hashes the session's current work until ctx is done, submitting
 // every header that meets the work's target.
 func (s *session) grind(ctx context.Context) {
-	var interval time.Duration
-	if r := s.f.cfg.MaxSharesPerSecond; r > 0 {
-		interval = time.Duration(float64(time.Second) / r)
+	if s.f.fw.items {
+		s.grindItems(ctx)
+		return
 	}
-	// Start each miner at a random point of its first interval so a
-	// rate-capped fleet does not submit in lockstep.
-	next := time.Now().Add(time.Duration(rand.Int64N(int64(interval) + 1)))
+	interval, next := s.pace()
 	var (
 		hdr    [80]byte
 		en2buf [stratum.MaxExtranonce2Size]byte
@@ -66,11 +64,13 @@ func (s *session) grind(ctx context.Context) {
 						return
 					}
 					if s.work.Load() != w {
-						break // replaced while we waited: the share is for old work
+						// Replaced while we waited: the share is for old work.
+						s.f.st.unsubmitted.add(UnsubmittedSuperseded)
+						break
 					}
 					next = time.Now().Add(interval)
 				}
-				if !s.submit(w, en2, nonce, bits) {
+				if !s.submit(w, w.en1, en2, nonce, bits) {
 					return
 				}
 			}
@@ -79,6 +79,92 @@ func (s *session) grind(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// grindItems hashes the way firmware does, one work item at a time: an
+// extranonce2 (in the firmware's byte order, restarting at 0 when a notify
+// says so) over fw.itemNonces nonces. A notify that abandons the work in
+// hand (clean_jobs, and for some firmware a new previous block) is obeyed
+// within rollEvery nonces; any other waits for the item to end, so the
+// shares found meanwhile go out under the previous job id, as an ASIC's
+// results or a cpuminer thread's scan do. Every share is held to the
+// target of the item it was found on.
+func (s *session) grindItems(ctx context.Context) {
+	fw := &s.f.fw
+	interval, next := s.pace()
+	var (
+		hdr    [80]byte
+		en2buf [stratum.MaxExtranonce2Size]byte
+		cur    *work
+	)
+	for ctx.Err() == nil {
+		if w := s.work.Load(); w == nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.wake:
+			}
+			continue
+		} else if w != cur {
+			cur = s.takeWork()
+			if cur.resetEn2 {
+				s.m.en2 = 0
+			}
+		}
+		en1, en2Size := cur.en1, cur.en2Size
+		if x := s.live.Load(); x != nil && fw.setExtranonce == xnNextWork {
+			en1, en2Size = x.en1, x.size
+		}
+		en2 := fw.putExtranonce2(en2buf[:en2Size], s.m.en2)
+		s.m.en2++
+		// cgminer stratum_sthread: "Pool asking for inappropriately long
+		// nonce2 length ... Not attempting to submit shares".
+		submittable := fw.maxSubmitEn2 == 0 || en2Size <= fw.maxSubmitEn2
+		cur.job.Header(&hdr, en1, en2, cur.job.NTime, 0, cur.job.Version)
+		var bits uint32
+		for nonce := uint32(0); nonce < fw.itemNonces; nonce++ {
+			if nonce%rollEvery == 0 {
+				if ctx.Err() != nil {
+					return
+				}
+				if w := s.work.Load(); w != cur && w.abandon {
+					break
+				}
+				if cur.mask != 0 {
+					bits = rand.Uint32() & cur.mask
+					version, _ := stratum.RollVersion(cur.job.Version, bits, cur.mask) // bits are inside the mask
+					binary.LittleEndian.PutUint32(hdr[0:], version)
+				}
+			}
+			binary.LittleEndian.PutUint32(hdr[76:], nonce)
+			if h := chainhash.DoubleHashH(hdr[:]); !cur.target.Meets(&h) {
+				continue
+			}
+			if !submittable {
+				s.f.st.unsubmitted.add(UnsubmittedExtranonce2Size)
+				continue
+			}
+			if interval > 0 {
+				if !sleepCtx(ctx, time.Until(next)) {
+					return
+				}
+				next = time.Now().Add(interval)
+			}
+			if !s.submit(cur, en1, en2, nonce, bits) {
+				return
+			}
+		}
+	}
+}
+
+// pace returns the interval between submits MaxSharesPerSecond allows (0:
+// none) and when the first may go: at a random point of the first
+// interval, so a rate-capped fleet does not submit in lockstep.
+func (s *session) pace() (interval time.Duration, first time.Time) {
+	if r := s.f.cfg.MaxSharesPerSecond; r > 0 {
+		interval = time.Duration(float64(time.Second) / r)
+	}
+	return interval, time.Now().Add(time.Duration(rand.Int64N(int64(interval) + 1)))
 }
 
 // putCounter writes v big-endian into b (its low-order bytes when b is

@@ -78,8 +78,8 @@ func (m *miner) run(delay time.Duration) {
 			return
 		case CauseReconnect:
 			m.f.st.reconnects.Add(1)
-			m.addr = reconnectAddr(m.addr, s.reconnect)
-			wait := min(time.Duration(s.reconnect.WaitSeconds)*time.Second, maxReconnectWait)
+			m.addr = s.reconnectTo
+			wait := min(time.Duration(s.reconnectWait)*time.Second, maxReconnectWait)
 			if !sleepCtx(ctx, wait) {
 				return
 			}
@@ -132,25 +132,40 @@ type session struct {
 	cause     string // why the session ended; set once by fail
 
 	// Owned by the reading goroutine.
-	en1         []byte
-	en2Size     int
-	mask        uint32 // negotiated version-rolling mask; 0: none
-	diff        float64
-	subscribed  bool
-	nextEn1     []byte // from mining.set_extranonce, applied at the next notify
-	nextEn2Size int
-	reconnect   stratum.Reconnect
+	en1           []byte
+	en2Size       int
+	rolling       bool   // the session opened with mining.configure
+	mask          uint32 // negotiated version-rolling mask; 0: none
+	diff          float64
+	nextDiff      float64 // cgminer: set_difficulty for the next notify, and
+	diffAfter     float64 // the one after it
+	subscribed    bool
+	xnSubscribed  bool   // mining.extranonce.subscribe was sent
+	nextEn1       []byte // from mining.set_extranonce, applied at the next notify
+	nextEn2Size   int
+	lastJob       *stratum.Job
+	reconnectTo   string // client.reconnect's target and wait, as the firmware takes them
+	reconnectWait int
 
 	authorized atomic.Bool
 	work       atomic.Pointer[work]
 	wake       chan struct{}
+
+	// The work the reading goroutine stored last and whether the grinder
+	// took it; until it does, the next work inherits its demands.
+	jobMu  sync.Mutex
+	latest *work
+	taken  bool
+
+	epoch atomic.Uint64              // bumped when a notify makes earlier work stale
+	live  atomic.Pointer[extranonce] // ESP-Miner: the extranonce of the next work item
 
 	pmu     sync.Mutex
 	pending map[uint64]pendingShare
 }
 
 // work is what the grinder hashes: a job with the terms in force when it
-// arrived.
+// arrived. It is not changed once stored.
 type work struct {
 	job     *stratum.Job
 	en1     []byte
@@ -158,13 +173,27 @@ type work struct {
 	mask    uint32
 	diff    float64
 	target  stratum.Target
+
+	// Firmware only (see firmware): drop the item in hand for this work
+	// at once; restart extranonce2 at 0; shares of work with an earlier
+	// epoch are stale.
+	abandon, resetEn2 bool
+	epoch             uint64
+}
+
+// extranonce is an extranonce1 and extranonce2 size.
+type extranonce struct {
+	en1  []byte
+	size int
 }
 
 // pendingShare is a submit awaiting its answer.
 type pendingShare struct {
 	sent       time.Time
 	w          *work
+	en1        []byte // the work item's
 	en2        [stratum.MaxExtranonce2Size]byte
+	en2Size    int
 	nonce      uint32
 	bits       uint32
 	hasVersion bool
@@ -218,12 +247,17 @@ func (s *session) run() string {
 }
 
 func (s *session) readLoop(gctx context.Context, grinder *sync.WaitGroup) string {
-	cfg := &s.f.cfg
+	fw := &s.f.fw
 	var b []byte
-	if cfg.VersionRolling {
-		b = stratum.AppendConfigureRequest(b, idConfigure, DefaultMinerMask)
+	if s.rolling = fw.configures(&s.f.cfg); s.rolling {
+		b = stratum.AppendConfigureRequest(b, idConfigure, fw.askMask)
 	}
-	b = stratum.AppendCall(b, idSubscribe, stratum.MethodSubscribe, cfg.UserAgent)
+	if !s.rolling || !fw.configureFirst {
+		b = s.appendSubscribe(b)
+		if fw.authorizeEarly {
+			b = s.appendAuthorize(b)
+		}
+	}
 	if err := s.write(b); err != nil {
 		return classify(err)
 	}
@@ -258,12 +292,18 @@ func (s *session) response(msg *stratum.Message, gctx context.Context, grinder *
 		s.f.st.malformed.Add(1)
 		return ""
 	}
-	cfg := &s.f.cfg
+	cfg, fw := &s.f.cfg, &s.f.fw
 	switch id {
 	case idConfigure:
 		if msg.Error == nil {
 			if ok, mask, err := stratum.ParseConfigureResult(msg.Result); err == nil && ok {
-				s.mask = mask & DefaultMinerMask
+				s.mask = mask & fw.askMask
+			}
+		}
+		if fw.configureFirst {
+			// Refused or not, the firmware goes on without rolling.
+			if err := s.write(s.appendSubscribe(nil)); err != nil {
+				return classify(err)
 			}
 		}
 	case idSubscribe:
@@ -274,14 +314,23 @@ func (s *session) response(msg *stratum.Message, gctx context.Context, grinder *
 		if err != nil {
 			return CauseProtocol
 		}
-		s.en1, s.en2Size, s.subscribed = en1, en2Size, true
-		var b []byte
-		if cfg.ExtranonceSubscribe {
-			b = stratum.AppendCall(b, idExtranonce, stratum.MethodExtranonceSubscribe)
+		if en2Size < fw.minEn2 {
+			s.f.st.refused.Add(1)
+			return CauseExtranonce2Size
 		}
-		b = stratum.AppendCall(b, idAuthorize, stratum.MethodAuthorize, s.m.worker, cfg.Password)
-		if cfg.SuggestDifficulty > 0 {
-			b = stratum.AppendCall(b, idSuggest, stratum.MethodSuggestDifficulty, cfg.SuggestDifficulty)
+		s.en1, s.en2Size, s.subscribed = en1, en2Size, true
+		if fw.setExtranonce == xnNextWork {
+			s.live.Store(&extranonce{en1, en2Size})
+		}
+		var b []byte
+		if !fw.afterAuthorize {
+			b = s.appendExtranonceSubscribe(b)
+		}
+		if !fw.authorizeEarly {
+			b = s.appendAuthorize(b)
+		}
+		if !fw.afterAuthorize {
+			b = s.appendSuggest(b)
 		}
 		if err := s.write(b); err != nil {
 			return classify(err)
@@ -299,6 +348,13 @@ func (s *session) response(msg *stratum.Message, gctx context.Context, grinder *
 					s.grind(gctx)
 				}()
 			}
+			if fw.afterAuthorize {
+				if b := s.appendExtranonceSubscribe(s.appendSuggest(nil)); len(b) > 0 {
+					if err := s.write(b); err != nil {
+						return classify(err)
+					}
+				}
+			}
 		}
 	case idExtranonce, idSuggest:
 		// Either answer is fine: a pool that refuses simply will not send
@@ -311,7 +367,7 @@ func (s *session) response(msg *stratum.Message, gctx context.Context, grinder *
 
 // notification handles a method call from the server.
 func (s *session) notification(msg *stratum.Message) string {
-	f := s.f
+	f, fw := s.f, &s.f.fw
 	switch string(msg.Method) {
 	case stratum.MethodSetDifficulty:
 		d, err := stratum.ParseDifficulty(msg.Params)
@@ -319,7 +375,8 @@ func (s *session) notification(msg *stratum.Message) string {
 			f.st.malformed.Add(1)
 			return ""
 		}
-		s.diff = d
+		f.st.difficulties.Add(1)
+		s.setDifficulty(d)
 	case stratum.MethodNotify:
 		var n stratum.Notify
 		if err := n.Decode(msg.Params); err != nil || !s.subscribed {
@@ -331,37 +388,38 @@ func (s *session) notification(msg *stratum.Message) string {
 			f.st.malformed.Add(1)
 			return ""
 		}
-		if s.nextEn1 != nil {
-			s.en1, s.en2Size, s.nextEn1 = s.nextEn1, s.nextEn2Size, nil
-		}
-		s.work.Store(&work{
-			job:     job,
-			en1:     s.en1,
-			en2Size: s.en2Size,
-			mask:    s.mask,
-			diff:    s.diff,
-			target:  stratum.DifficultyTarget(s.diff),
-		})
-		select {
-		case s.wake <- struct{}{}:
-		default:
+		s.newJob(job)
+		if job.Clean {
+			f.st.cleanJobs.Add(1)
 		}
 		f.st.jobs.Add(1)
 	case stratum.MethodSetExtranonce:
+		if fw.setExtranonce == xnIgnore {
+			return ""
+		}
 		en1, size, err := stratum.ParseSetExtranonce(msg.Params)
 		if err != nil {
 			f.st.malformed.Add(1)
 			return ""
 		}
-		s.nextEn1, s.nextEn2Size = en1, size
+		switch {
+		case fw.setExtranonce == xnNextWork:
+			s.en1, s.en2Size = en1, size
+			s.live.Store(&extranonce{en1, size})
+		case fw.setExtranonce == xnNextNotify || s.xnSubscribed:
+			s.nextEn1, s.nextEn2Size = en1, size
+		}
 	case stratum.MethodSetVersionMask:
+		if !fw.versionMask {
+			return ""
+		}
 		mask, err := stratum.ParseVersionMask(msg.Params)
 		if err != nil {
 			f.st.malformed.Add(1)
 			return ""
 		}
-		if f.cfg.VersionRolling {
-			s.mask = mask & DefaultMinerMask
+		if s.rolling {
+			s.mask = mask & fw.askMask // captured by the next notify
 		}
 	case stratum.MethodReconnect:
 		r, err := stratum.ParseReconnect(msg.Params)
@@ -369,19 +427,137 @@ func (s *session) notification(msg *stratum.Message) string {
 			f.st.malformed.Add(1)
 			return ""
 		}
-		s.reconnect = r
+		addr, wait, ok := fw.reconnectTarget(s.m.addr, f.cfg.Addr, r)
+		if !ok {
+			return ""
+		}
+		s.reconnectTo, s.reconnectWait = addr, wait
 		return CauseReconnect
 	case stratum.MethodGetVersion:
-		if hasID(msg) {
+		if !fw.getVersion {
+			s.unknownMethod(msg)
+		} else if hasID(msg) {
 			s.reply(stratum.AppendResultRaw(nil, msg.ID, f.uaJSON))
 		}
 	case stratum.MethodShowMessage:
-	default:
-		if hasID(msg) {
-			s.reply(stratum.AppendError(nil, msg.ID, stratum.CodeOther, "Unknown method"))
+		if fw.showMessageAck && hasID(msg) {
+			s.reply(stratum.AppendResult(nil, msg.ID, true))
 		}
+	case methodPing:
+		switch {
+		case fw.ping == pingResult && hasID(msg):
+			s.reply(stratum.AppendResultRaw(nil, msg.ID, []byte(`"pong"`)))
+		case fw.ping == pingMethod && hasID(msg):
+			// ESP-Miner STRATUM_V1_pong: a "pong" call carrying the ping's id.
+			b := append([]byte(`{"id":`), msg.ID...)
+			s.reply(append(b, `,"method":"pong","params":[]}`+"\n"...))
+		case fw.ping == pingUnknown:
+			s.unknownMethod(msg)
+		}
+	default:
+		s.unknownMethod(msg)
 	}
 	return ""
+}
+
+// unknownMethod answers a call the firmware does not know: stratumsim's
+// own miners with an error, real firmware not at all.
+func (s *session) unknownMethod(msg *stratum.Message) {
+	if s.f.fw.unknownError && hasID(msg) {
+		s.reply(stratum.AppendError(nil, msg.ID, stratum.CodeOther, "Unknown method"))
+	}
+}
+
+// setDifficulty takes mining.set_difficulty d: for the next notify, and
+// with cgminer one per notify (parse_diff: "We can only change one diff
+// per notify so assume diffs are being stacked for successive notifies").
+func (s *session) setDifficulty(d float64) {
+	switch {
+	case !s.f.fw.stackDiff:
+		s.diff = d
+	case s.nextDiff > 0:
+		s.diffAfter = d
+	default:
+		s.nextDiff = d
+	}
+}
+
+// newJob makes job the work to hash, with the terms in force now, and
+// tells the grinder.
+func (s *session) newJob(job *stratum.Job) {
+	fw := &s.f.fw
+	if s.nextEn1 != nil {
+		s.en1, s.en2Size, s.nextEn1 = s.nextEn1, s.nextEn2Size, nil
+	}
+	if fw.stackDiff && s.nextDiff > 0 {
+		s.diff, s.nextDiff, s.diffAfter = s.nextDiff, s.diffAfter, 0
+	}
+	c := jobChange{
+		clean:    job.Clean,
+		newID:    s.lastJob == nil || s.lastJob.ID != job.ID,
+		newBlock: s.lastJob == nil || s.lastJob.PrevHash != job.PrevHash,
+	}
+	s.lastJob = job
+	if fw.invalidates(c) {
+		s.epoch.Add(1)
+	}
+	w := &work{
+		job:      job,
+		en1:      s.en1,
+		en2Size:  s.en2Size,
+		mask:     s.mask,
+		diff:     s.diff,
+		target:   stratum.DifficultyTarget(s.diff),
+		abandon:  fw.abandons(c),
+		resetEn2: fw.resetsExtranonce2(c),
+		epoch:    s.epoch.Load(),
+	}
+	s.jobMu.Lock()
+	if s.latest != nil && !s.taken {
+		w.abandon = w.abandon || s.latest.abandon
+		w.resetEn2 = w.resetEn2 || s.latest.resetEn2
+	}
+	s.latest, s.taken = w, false
+	s.work.Store(w)
+	s.jobMu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// takeWork returns the latest work for the grinder to start on.
+func (s *session) takeWork() *work {
+	s.jobMu.Lock()
+	defer s.jobMu.Unlock()
+	s.taken = true
+	return s.latest
+}
+
+func (s *session) appendSubscribe(b []byte) []byte {
+	if s.f.fw.subscribeNull {
+		return stratum.AppendCall(b, idSubscribe, stratum.MethodSubscribe, s.f.cfg.UserAgent, nil)
+	}
+	return stratum.AppendCall(b, idSubscribe, stratum.MethodSubscribe, s.f.cfg.UserAgent)
+}
+
+func (s *session) appendAuthorize(b []byte) []byte {
+	return stratum.AppendCall(b, idAuthorize, stratum.MethodAuthorize, s.m.worker, s.f.cfg.Password)
+}
+
+func (s *session) appendExtranonceSubscribe(b []byte) []byte {
+	if !s.f.cfg.ExtranonceSubscribe || !s.f.fw.extranonceSub {
+		return b
+	}
+	s.xnSubscribed = true
+	return stratum.AppendCall(b, idExtranonce, stratum.MethodExtranonceSubscribe)
+}
+
+func (s *session) appendSuggest(b []byte) []byte {
+	if d := s.f.cfg.SuggestDifficulty; d > 0 && s.f.fw.suggest {
+		return stratum.AppendCall(b, idSuggest, stratum.MethodSuggestDifficulty, d)
+	}
+	return b
 }
 
 func hasID(m *stratum.Message) bool { return len(m.ID) > 0 && string(m.ID) != "null" }
@@ -419,9 +595,13 @@ func (s *session) answer(id uint64, msg *stratum.Message) {
 	if label == "" {
 		f.st.accepted.Add(1)
 		f.st.acceptedDiff.Add(ps.w.diff)
+		f.st.acceptedWork.Add(ps.w.diff * hashesPerDifficulty)
 	} else {
 		result = ResultRejected
 		f.st.rejected.add(label)
+		if label == stratum.ReasonDuplicate.String() {
+			f.st.duplicates.Add(1)
+		}
 	}
 	f.st.pending.Add(-1)
 	s.log(&ps, result, label, lat)
@@ -453,13 +633,13 @@ func (s *session) log(ps *pendingShare, result, reason string, lat time.Duration
 		Conn:        uint64(s.m.idx),
 		Worker:      s.m.worker,
 		JobID:       ps.w.job.ID,
-		Extranonce1: hex.EncodeToString(ps.w.en1),
-		Extranonce2: hex.EncodeToString(ps.en2[:ps.w.en2Size]),
+		Extranonce1: hex.EncodeToString(ps.en1),
+		Extranonce2: hex.EncodeToString(ps.en2[:ps.en2Size]),
 		NTime:       hex32(ps.w.job.NTime),
 		Nonce:       hex32(ps.nonce),
 		Result:      result,
 		Reason:      reason,
-		Difficulty:  ps.w.diff,
+		Difficulty:  ps.w.diff, // the work item's, not the latest set_difficulty
 		LatencyMS:   float64(lat) / float64(time.Millisecond),
 	}
 	if ps.hasVersion {
@@ -468,15 +648,25 @@ func (s *session) log(ps *pendingShare, result, reason string, lat time.Duration
 	s.f.ledger.write(&e)
 }
 
-// submit sends one share; false means stop grinding (closing, or the write
-// failed and the session is ending).
-func (s *session) submit(w *work, en2 []byte, nonce, bits uint32) bool {
-	if !s.f.beginSubmit() {
-		return false
-	}
-	ps := pendingShare{w: w, nonce: nonce, bits: bits, hasVersion: w.mask != 0}
+// submit sends one share of w found with en1 and en2; false means stop
+// grinding (closing, or the write failed and the session is ending). A
+// share of work a notify made stale is counted and not sent; the check is
+// made under the write lock, so it holds for every submit written after
+// anything the reading goroutine writes once it took that notify.
+func (s *session) submit(w *work, en1, en2 []byte, nonce, bits uint32) bool {
+	ps := pendingShare{w: w, en1: en1, en2Size: len(en2), nonce: nonce, bits: bits, hasVersion: w.mask != 0}
 	copy(ps.en2[:], en2)
 	s.wmu.Lock()
+	if w.epoch != s.epoch.Load() {
+		s.wmu.Unlock()
+		s.f.st.unsubmitted.add(UnsubmittedStale)
+		return true
+	}
+	if !s.f.beginSubmit() {
+		s.wmu.Unlock()
+		return false
+	}
+	s.f.st.work.Add(w.diff * hashesPerDifficulty)
 	s.nextID++
 	id := s.nextID
 	ps.sent = time.Now()

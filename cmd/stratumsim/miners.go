@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"switchyard/sim"
@@ -14,6 +15,7 @@ import (
 
 type minerOptions struct {
 	connect, source, user, password, ledger, logLevel string
+	firmware                                          string
 	n                                                 int
 	rate, suggest                                     float64
 	idle, rolling, enSub, jsonOut                     bool
@@ -22,10 +24,12 @@ type minerOptions struct {
 }
 
 func minerFlags(o *minerOptions) *flag.FlagSet {
-	fs := newFlagSet("miners", "Runs a fleet of simulated miners. It prints a status line every -report\nand a summary at the end (-duration, SIGINT or SIGTERM).")
+	fs := newFlagSet("miners", "Runs a fleet of simulated miners. It prints a status line every -report\nand a summary at the end (-duration, SIGINT or SIGTERM). With -firmware the miners\nbehave as that firmware does: its handshake, the extranonce2 sizes it accepts and\nsubmits, when a new difficulty, extranonce or version mask applies, which notifies\nabandon the work in hand, and how it answers mining.ping and client.get_version.")
 	fs.StringVar(&o.connect, "connect", "127.0.0.1:3333", "`address` of the pool or proxy")
 	fs.IntVar(&o.n, "n", 1, "`number` of miners, one TCP connection each")
 	fs.StringVar(&o.source, "source", "", "comma-separated local `IPs` to dial from, round robin (e.g. 127.0.0.1,127.0.0.2: about 28k connections per IP); empty: any")
+	fs.StringVar(&o.firmware, "firmware", "", "behave as this `firmware`: "+strings.Join(sim.Firmwares(), ", ")+
+		"\n(cgminer also stands for bmminer, btminer and Avalon; esp-miner is Bitaxe's; braiins is Braiins OS);\nempty: stratumsim's own miners")
 	fs.StringVar(&o.user, "user", sim.DefaultUser, "worker name `prefix`: miners authorize as prefix.0, prefix.1, …")
 	fs.StringVar(&o.password, "password", "x", "mining.authorize `password`")
 	fs.Float64Var(&o.rate, "rate", 0, "at most `n` shares per second per miner; 0: every share found (mind the CPU)")
@@ -57,6 +61,10 @@ func runMiners(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	firmware, err := sim.ParseFirmware(o.firmware)
+	if err != nil {
+		return fmt.Errorf("miners: -firmware: %w", err)
+	}
 	ledger, closeLedger, err := ledgerFile(o.ledger)
 	if err != nil {
 		return err
@@ -84,6 +92,7 @@ func runMiners(ctx context.Context, args []string) error {
 		Warmup:              o.warmup,
 		Ledger:              ledger,
 		Log:                 log,
+		Firmware:            firmware,
 	})
 	if err != nil {
 		closeLedger()
@@ -129,9 +138,10 @@ func printSummary(s sim.FleetStats) {
 	fmt.Printf("summary after %s, %d miners\n", s.Elapsed.Round(time.Millisecond), s.Miners)
 	fmt.Printf("  connections  up=%d ready=%d dials=%d dial_errors=%d disconnects=%v reconnects=%d\n",
 		s.Up, s.Ready, s.Dials, s.DialErrors, s.Disconnects, s.Reconnects)
-	fmt.Printf("  shares       submits=%d accepted=%d rejected=%d %v lost=%d pending=%d\n",
-		s.Submits, s.Accepted, s.RejectedTotal(), s.Rejected, s.Lost, s.Pending)
+	fmt.Printf("  shares       submits=%d accepted=%d rejected=%d %v duplicates=%d lost=%d pending=%d unsubmitted=%v\n",
+		s.Submits, s.Accepted, s.RejectedTotal(), s.Rejected, s.Duplicates, s.Lost, s.Pending, s.Unsubmitted)
 	fmt.Printf("  rate         %.1f accepted shares/s, accepted difficulty %.6g\n", s.SharesPerSecond, s.AcceptedDifficulty)
+	fmt.Printf("  work         %.6g hashes submitted, %.6g accepted\n", s.Work, s.AcceptedWork)
 	fmt.Printf("  latency      %s (%d answers)\n", s.Latency, s.Latency.Count)
-	fmt.Printf("  jobs=%d malformed=%d\n", s.Jobs, s.Malformed)
+	fmt.Printf("  jobs=%d clean=%d set_difficulty=%d refused=%d malformed=%d\n", s.Jobs, s.CleanJobs, s.Difficulties, s.Refused, s.Malformed)
 }
