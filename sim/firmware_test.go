@@ -175,8 +175,7 @@ func (c *fakeConn) handle(m *stratum.Message, line string) error {
 		return fmt.Errorf("unexpected answer %s", line)
 	}
 	method := string(m.Method)
-	if method == "pong" || method == stratum.MethodSubmit {
-	} else {
+	if method != "pong" && method != stratum.MethodSubmit {
 		c.calls = append(c.calls, method)
 		c.params[method] = append(c.params[method], line)
 	}
@@ -377,6 +376,14 @@ func (c *fakeConn) meets(s fakeShare, d float64) bool {
 	return stratum.DifficultyTarget(d).Meets(&h)
 }
 
+// fwName names a firmware in subtest names.
+func fwName(fw string) string {
+	if fw == "" {
+		return "stratumsim"
+	}
+	return fw
+}
+
 // startFwFleet starts one miner of firmware fw against the fake pool.
 func startFwFleet(t *testing.T, p *fakePool, fw string, mod func(*FleetConfig)) (*Fleet, *fakeConn, *syncBuffer) {
 	t.Helper()
@@ -445,7 +452,7 @@ func TestFirmwareExtranonce2Bounds(t *testing.T) {
 		{FirmwareCPUMiner, 16, submits},
 		{"", 1, submits},
 	} {
-		t.Run(fmt.Sprintf("%s/%d", tc.fw, tc.size), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/%d", fwName(tc.fw), tc.size), func(t *testing.T) {
 			p := newFakePool(t)
 			f, c, _ := startFwFleet(t, p, tc.fw, nil)
 			c.en2Size = tc.size
@@ -495,7 +502,7 @@ func TestFirmwareExtranonce2Bounds(t *testing.T) {
 // carry each share's own item difficulty, exactly.
 func TestFirmwareDifficultyFromNextNotify(t *testing.T) {
 	for _, fw := range append([]string{""}, Firmwares()...) {
-		t.Run(fw, func(t *testing.T) {
+		t.Run(fwName(fw), func(t *testing.T) {
 			p := newFakePool(t)
 			f, c, led := startFwFleet(t, p, fw, nil)
 			c.reject = func(s fakeShare) bool { return s.job == "b" } // answered as duplicates
@@ -610,7 +617,7 @@ func TestFirmwareResentJob(t *testing.T) {
 		{FirmwareBraiins, "2", false},
 		{"", "2", false},
 	} {
-		t.Run(tc.fw+"/"+tc.id, func(t *testing.T) {
+		t.Run(fwName(tc.fw)+"/"+tc.id, func(t *testing.T) {
 			p := newFakePool(t)
 			f, c, _ := startFwFleet(t, p, tc.fw, nil)
 			c.handshake()
@@ -670,7 +677,7 @@ func TestFirmwareNonCleanNotify(t *testing.T) {
 		{FirmwareESPMiner, false, true},
 		{FirmwareESPMiner, true, true},
 	} {
-		t.Run(fmt.Sprintf("%s/newblock=%v", tc.fw, tc.newBlock), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/newblock=%v", fwName(tc.fw), tc.newBlock), func(t *testing.T) {
 			p := newFakePool(t)
 			f, c, _ := startFwFleet(t, p, tc.fw, nil)
 			c.handshake()
@@ -732,7 +739,7 @@ func TestFirmwareHandshake(t *testing.T) {
 		{FirmwareBraiins, []string{"mining.configure", "mining.subscribe", "mining.authorize"}, `["bosminer/1.0",null]`, "1fffe000"},
 		{FirmwareCPUMiner, []string{"mining.subscribe", "mining.authorize"}, `["cpuminer/2.5.1"]`, ""},
 	} {
-		t.Run(tc.fw, func(t *testing.T) {
+		t.Run(fwName(tc.fw), func(t *testing.T) {
 			p := newFakePool(t)
 			f, c, _ := startFwFleet(t, p, tc.fw, func(cfg *FleetConfig) { ask(cfg); cfg.Idle = true })
 			c.rollMask = 0x1fffe000
@@ -780,7 +787,7 @@ func TestFirmwareAnswers(t *testing.T) {
 		{FirmwareBraiins, []string{`{"id":1,"result":"pong","error":null}`}},
 		{FirmwareCPUMiner, []string{`{"id":2,"result":"cpuminer/2.5.1","error":null}`, `{"id":3,"result":true,"error":null}`}},
 	} {
-		t.Run(tc.fw, func(t *testing.T) {
+		t.Run(fwName(tc.fw), func(t *testing.T) {
 			p := newFakePool(t)
 			f, c, _ := startFwFleet(t, p, tc.fw, func(cfg *FleetConfig) { cfg.Idle = true })
 			c.handshake()
@@ -835,7 +842,7 @@ func TestFirmwareSetExtranonce(t *testing.T) {
 		{FirmwareBraiins, true, false, false},
 		{FirmwareCPUMiner, true, false, false},
 	} {
-		t.Run(fmt.Sprintf("%s/subscribe=%v", tc.fw, tc.subscribe), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/subscribe=%v", fwName(tc.fw), tc.subscribe), func(t *testing.T) {
 			p := newFakePool(t)
 			f, c, _ := startFwFleet(t, p, tc.fw, func(cfg *FleetConfig) { cfg.ExtranonceSubscribe = tc.subscribe })
 			c.handshake()
@@ -886,7 +893,7 @@ func TestFirmwareSetVersionMask(t *testing.T) {
 		{FirmwareBraiins, wide, narrow, false},
 		{"", wide, narrow, true},
 	} {
-		t.Run(fmt.Sprintf("%s/%08x-%08x", tc.fw, tc.from, tc.to), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/%08x-%08x", fwName(tc.fw), tc.from, tc.to), func(t *testing.T) {
 			p := newFakePool(t)
 			f, c, _ := startFwFleet(t, p, tc.fw, func(cfg *FleetConfig) { cfg.VersionRolling = true })
 			c.rollMask = tc.from
@@ -945,7 +952,7 @@ func TestFirmwareReconnect(t *testing.T) {
 		{FirmwareCPUMiner, "", pn, ""},
 		{FirmwareCPUMiner, "127.0.0.1", pn, "other"},
 	} {
-		t.Run(fmt.Sprintf("%s/%s:%d", tc.fw, tc.host, tc.port), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/%s", fwName(tc.fw), tc.host), func(t *testing.T) {
 			p := newFakePool(t)
 			f, c, _ := startFwFleet(t, p, tc.fw, func(cfg *FleetConfig) { cfg.Idle = true })
 			c.handshake()

@@ -301,7 +301,9 @@ func (s *session) response(msg *stratum.Message, gctx context.Context, grinder *
 			}
 		}
 		if fw.configureFirst {
-			// Refused or not, the firmware goes on without rolling.
+			// Refused or not, the firmware goes on without rolling, as
+			// cgminer's gekko build does (its other builds give up on
+			// the pool) and bosminer's V2 translation reports.
 			if err := s.write(s.appendSubscribe(nil)); err != nil {
 				return classify(err)
 			}
