@@ -231,8 +231,9 @@ type fleetCounters struct {
 	acceptedDiff, work, acceptedWork         atomicFloat
 }
 
-// hashesPerDifficulty is the expected number of hashes per share of
-// difficulty 1: 2^32 (difficulty 1 is the target 0xffff·2^208).
+// hashesPerDifficulty is the work a share of difficulty 1 stands for, as
+// pools count it: 2^32 hashes (exactly 2^48/0xffff for the target
+// 0xffff·2^208).
 const hashesPerDifficulty = 1 << 32
 
 // StartFleet starts cfg.Miners miners and returns at once; they dial in
