@@ -108,7 +108,7 @@ func newRig(t *testing.T, n int, poolCfg func(i int, c *sim.PoolConfig), mutate 
 	}
 	r.cfg = cfg
 	r.app = startApp(t, cfg)
-	r.waitActive("p0", 10*time.Second)
+	r.waitActive(cfg.Pools[0].Name, 10*time.Second)
 	return r
 }
 

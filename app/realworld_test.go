@@ -209,8 +209,8 @@ func (c *client) readFor(d time.Duration) []string {
 // difficulty of the job it works on (the pool credits each share at its
 // own difficulty: above it, the miner's extra work is never paid). When
 // the pool lowers its difficulty, the miner is lowered before the job it
-// applies to; when the pool raises it again, the miner goes back up to
-// vardiff's choice, never past the pool's.
+// applies to, which flushes the miner's work; when the pool raises it
+// again, the miner goes back up to vardiff's choice, never past the pool's.
 func TestMinerCappedAtPoolDifficulty(t *testing.T) {
 	const pool = 1e-6
 	p := startScriptPool(t, 8, 0x1fffe000, func() string {
@@ -232,6 +232,15 @@ func TestMinerCappedAtPoolDifficulty(t *testing.T) {
 	}
 	if i, j := index(c.pending, stratum.MethodSetDifficulty), index(c.pending, stratum.MethodNotify); i < 0 || i > j {
 		t.Fatalf("lowered difficulty must come before the job it applies to: %v", c.pending)
+	}
+	// The pool now pays less for the work miners hold (ckpool credits the
+	// lower difficulty until its next job): they are told to drop it, yet
+	// a late share on it still counts.
+	if !c.jobs[1].Clean {
+		t.Fatal("the job at a lowered pool difficulty went out with clean_jobs=false: miners keep work the pool now pays less for")
+	}
+	if code := c.submit("rig.1", c.grind(c.jobs[0], c.en2(1), 0, 0)); code != 0 {
+		t.Fatalf("late share on the job before the drop answered code %d, want accepted", code)
 	}
 
 	p.write(string(stratum.AppendSetDifficulty(nil, 4*pool)) + line(scriptJob("j3", 1, mainnetBits, false)))

@@ -92,7 +92,8 @@ type laneJob struct {
 	sess     *upstream.Session
 	pool     string
 	up       *upstream.Job
-	clean    bool
+	clean    bool           // sent with clean_jobs=true: miners drop the work they have
+	stales   bool           // it made every older job stale: a new generation
 	received time.Time      // when the pool's notify arrived (for switch timing)
 	diff     float64        // the pool's difficulty for it: the most a miner may be given
 	target   stratum.Target // the pool's share target: shares meeting it are forwarded
@@ -164,10 +165,10 @@ func sameWork(a, b *stratum.Notify) bool {
 	return true
 }
 
-// publish makes lj the lane's current job; a clean one starts a new
-// generation and frees the quarantined prefixes.
+// publish makes lj the lane's current job; one that makes older jobs stale
+// starts a new generation and frees the quarantined prefixes.
 func (l *lane) publish(lj *laneJob) {
-	if lj.clean {
+	if lj.stales {
 		l.gen.Store(lj.gen)
 		l.mu.Lock()
 		l.free = append(l.free, l.cooling...)

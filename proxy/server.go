@@ -455,21 +455,28 @@ func (s *Server) Publish(idx int, sess *upstream.Session, j *upstream.Job, switc
 		s.log.Debug().Str("pool", prev.pool).Int("lane", idx).Str("pool_job_id", j.Notify.JobID).Msg("pool re-sent its current job: nothing new for miners")
 		return
 	}
-	clean := !repeat && (j.Notify.Clean || switched || !sameConn || prev.up.Notify.PrevHash != j.Notify.PrevHash)
+	stales := !repeat && (j.Notify.Clean || switched || !sameConn || prev.up.Notify.PrevHash != j.Notify.PrevHash)
 	gen := l.gen.Load()
-	if clean {
+	if stales {
 		gen++
 	}
-	lj, err := l.buildJob(sess, j, clean, gen)
+	// A pool that lowers its difficulty credits the work miners still
+	// have at the new one (ckpool takes the lower of old and new until the
+	// next job; public-pool applies it at once), while a firmware keeps
+	// each queued work item's difficulty: miners are told to drop that
+	// work (clean_jobs=true). Their late shares on it still count.
+	flush := !stales && !repeat && j.Difficulty < prev.diff
+	lj, err := l.buildJob(sess, j, stales || flush, gen)
 	if err != nil {
 		s.log.Error().Err(err).Str("pool", sess.Pool().Name).Int("lane", idx).Int("extranonce2_size", j.Extranonce2Size).
 			Int("needed", s.opts.PrefixBytes+s.opts.MinerExtranonce2Size).Msg("job refused")
 		return
 	}
+	lj.stales = stales
 	s.allDown.Store(false)
 	l.publish(lj)
 	s.log.Debug().Str("pool", lj.pool).Int("lane", idx).Str("job_id", lj.idHex).Str("pool_job_id", j.Notify.JobID).
-		Bool("clean", clean).Float64("difficulty", lj.diff).Msg("job")
+		Bool("clean", lj.clean).Bool("stales", stales).Float64("difficulty", lj.diff).Msg("job")
 
 	s.activeMu.Lock()
 	sw := s.switches[idx]
