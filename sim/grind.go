@@ -144,14 +144,23 @@ func (s *session) grindItems(ctx context.Context) {
 				s.f.st.unsubmitted.add(UnsubmittedExtranonce2Size)
 				continue
 			}
+			// Submitted at once, as firmware does; the rate cap then
+			// pauses the hashing, so a share is never held while the work
+			// it was found on goes stale or changes terms.
+			if !s.submit(cur, en1, en2, nonce, bits) {
+				return
+			}
 			if interval > 0 {
+				next = next.Add(interval)
+				if now := time.Now(); next.Before(now) {
+					next = now
+				}
 				if !sleepCtx(ctx, time.Until(next)) {
 					return
 				}
-				next = time.Now().Add(interval)
-			}
-			if !s.submit(cur, en1, en2, nonce, bits) {
-				return
+				if w := s.work.Load(); w != cur && w.abandon {
+					break
+				}
 			}
 		}
 	}
