@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"switchyard/config"
+	"switchyard/sim"
 	"switchyard/stratum"
 )
 
@@ -497,5 +499,35 @@ func TestMinerExtranonce2Fixed(t *testing.T) {
 	}
 	if code := c.submit("rig.1", c.grind(j, c.en2(2), 0, 0)); code != 0 {
 		t.Fatalf("miner no longer mining after a too-small pool was added: code %d", code)
+	}
+}
+
+// TestJobHistoryPerMiner: a miner's shares on any of its 16 most recent
+// jobs count however many lanes are open. (The jobs were once kept in one
+// ring per lane indexed by an id all lanes share: with 8 lanes each kept
+// about 4 jobs, with 16 lanes 2.)
+func TestJobHistoryPerMiner(t *testing.T) {
+	const lanes, jobs = 8, 15
+	r := newRig(t, 1, nil, func(c *config.Config) { c.Server.Extranonce1Size = 1 })
+	c := dialClient(t, r.app.MinerAddr())
+	c.handshake("rig.1")
+	c.waitJobs(1)
+	f, err := sim.StartFleet(context.Background(), sim.FleetConfig{Addr: r.app.MinerAddr(), Miners: 256 * (lanes - 1), Idle: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	waitFor(t, 20*time.Second, "every lane's pool session live", func() bool {
+		return r.app.Proxy.LaneCount() >= lanes && r.counter("switchyard_pool_sessions", "pool", "p0") >= lanes &&
+			f.Stats().Ready == int64(256*(lanes-1))
+	})
+	for i := 0; i < jobs; i++ {
+		r.pools[0].PushJob(false)
+		c.waitJobs(2 + i)
+	}
+	for i, j := range c.jobs { // all 16, oldest first
+		if code := c.submit("rig.1", c.grind(j, c.en2(byte(i+1)), 0, 0)); code != 0 {
+			t.Fatalf("share on the miner's job %d jobs back answered code %d, want accepted", len(c.jobs)-1-i, code)
+		}
 	}
 }
