@@ -43,7 +43,7 @@ func benchMiner(tb testing.TB, poolDiff float64) (*miner, *laneJob) {
 		VersionMask: 0x1fffe000, Received: time.Now()}
 	sess := upstream.NewSession(upstream.Pool{Name: "bench", URL: "stratum+tcp://127.0.0.1:1", User: "u"}, 0, upstream.Options{Log: zerolog.Nop()}, nopHandler{})
 	l := s.lane(0)
-	lj, err := l.buildJob(sess, up, true, 1)
+	lj, err := l.buildJob(sess, up, true, 1, 0)
 	if err != nil {
 		tb.Fatal(err)
 	}

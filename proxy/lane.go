@@ -84,7 +84,7 @@ func (l *lane) releasePrefix(p uint32, worked bool) {
 
 // laneJob is one job as a lane's miners see it: the pool job with the
 // session's extranonce1 and the padding folded into coinb1, under a
-// switchyard job id. Immutable once published.
+// switchyard job id. Immutable once published, but for unsent.
 type laneJob struct {
 	id       uint64
 	idHex    string
@@ -94,6 +94,8 @@ type laneJob struct {
 	up       *upstream.Job
 	clean    bool           // sent with clean_jobs=true: miners drop the work they have
 	stales   bool           // it made every older job stale: a new generation
+	roll     uint32         // seconds added to the pool's ntime (see buildJob)
+	unsent   atomic.Int32   // event loops that have not written it yet
 	received time.Time      // when the pool's notify arrived (for switch timing)
 	diff     float64        // the pool's difficulty for it: the most a miner may be given
 	target   stratum.Target // the pool's share target: shares meeting it are forwarded
@@ -111,7 +113,13 @@ type laneJob struct {
 func (l *lane) fits(s int) bool { return s >= l.prefixN+l.en2N }
 
 // buildJob turns a pool job into a lane job with a fresh id.
-func (l *lane) buildJob(sess *upstream.Session, up *upstream.Job, clean bool, gen uint64) (*laneJob, error) {
+//
+// roll is added to the job's ntime: the same pool work re-issued under a
+// new id (its difficulty changed) must differ for miners, or a firmware
+// that restarts its extranonce2 on every notify (ESP-Miner) would hash
+// what it already did. Pools accept an ntime ahead of the job's (ckpool
+// by up to 7000 s).
+func (l *lane) buildJob(sess *upstream.Session, up *upstream.Job, clean bool, gen uint64, roll uint32) (*laneJob, error) {
 	if !l.fits(up.Extranonce2Size) {
 		return nil, errTooSmall
 	}
@@ -128,10 +136,12 @@ func (l *lane) buildJob(sess *upstream.Session, up *upstream.Job, clean bool, ge
 		diff:     up.Difficulty,
 		target:   stratum.DifficultyTarget(up.Difficulty),
 		pad:      up.Extranonce2Size - l.prefixN - l.en2N,
+		roll:     roll,
 	}
 	n := *up.Notify
 	n.JobID = lj.idHex
 	n.Clean = clean
+	n.NTime += roll
 	n.Coinb1 = make([]byte, 0, len(up.Notify.Coinb1)+len(up.Extranonce1)+lj.pad)
 	n.Coinb1 = append(n.Coinb1, up.Notify.Coinb1...)
 	n.Coinb1 = append(n.Coinb1, up.Extranonce1...)

@@ -460,13 +460,23 @@ func (s *Server) Publish(idx int, sess *upstream.Session, j *upstream.Job, switc
 	if stales {
 		gen++
 	}
-	// A pool that lowers its difficulty credits the work miners still
-	// have at the new one (ckpool takes the lower of old and new until the
-	// next job; public-pool applies it at once), while a firmware keeps
-	// each queued work item's difficulty: miners are told to drop that
-	// work (clean_jobs=true). Their late shares on it still count.
-	flush := !stales && !repeat && j.Difficulty < prev.diff
-	lj, err := l.buildJob(sess, j, stales || flush, gen)
+	// A pool that changes its difficulty credits the work miners hold at
+	// the new one (ckpool takes the lower of old and new until its next
+	// job; public-pool applies a change at once), while a firmware keeps
+	// each queued work item's difficulty: on a lower difficulty, or on
+	// the same work re-sent with another, miners are told to drop their
+	// work (clean_jobs=true). Their late shares on it still count. The
+	// same work goes out with its ntime rolled on, so that it is new work.
+	var roll uint32
+	if repeat {
+		roll = prev.roll + 1
+	}
+	flush := !stales && (repeat || j.Difficulty < prev.diff)
+	// A clean job superseded before every loop sent it (the fan-out skips
+	// a job no longer current) hands its clean_jobs=true on to this one:
+	// miners must still drop the work it made stale.
+	carry := prev != nil && prev.clean && prev.unsent.Load() > 0
+	lj, err := l.buildJob(sess, j, stales || flush || carry, gen, roll)
 	if err != nil {
 		s.log.Error().Err(err).Str("pool", sess.Pool().Name).Int("lane", idx).Int("extranonce2_size", j.Extranonce2Size).
 			Int("needed", s.opts.PrefixBytes+s.opts.MinerExtranonce2Size).Msg("job refused")
@@ -486,6 +496,7 @@ func (s *Server) Publish(idx int, sess *upstream.Session, j *upstream.Job, switc
 	s.loopsMu.Lock()
 	n := int32(len(s.loops))
 	s.loopsMu.Unlock()
+	lj.unsent.Store(n)
 	if sw != nil {
 		sw.loops.Store(n)
 		if n == 0 {
@@ -493,7 +504,6 @@ func (s *Server) Publish(idx int, sess *upstream.Session, j *upstream.Job, switc
 		}
 	}
 	fo := &fanout{start: time.Now()}
-	fo.loops.Store(n)
 	s.eachLoop(func(lp *loop) {
 		if l.cur.Load() != lj {
 			return // a newer job superseded this one before it went out
@@ -503,7 +513,7 @@ func (s *Server) Publish(idx int, sess *upstream.Session, j *upstream.Job, switc
 			sw.done(time.Since(sw.since))
 		}
 		fo.miners.Add(int64(sent))
-		if fo.loops.Add(-1) == 0 {
+		if lj.unsent.Add(-1) == 0 {
 			if e := s.log.Debug(); e.Enabled() {
 				e.Int("lane", idx).Str("job_id", lj.idHex).Int64("miners", fo.miners.Load()).
 					Float64("elapsed_s", time.Since(fo.start).Seconds()).Msg("job fanned out")
@@ -531,7 +541,6 @@ func (lp *loop) fanOut(l *lane, lj *laneJob) int {
 // line that times it.
 type fanout struct {
 	start  time.Time
-	loops  atomic.Int32
 	miners atomic.Int64
 }
 
