@@ -108,7 +108,12 @@ func newRig(t *testing.T, n int, poolCfg func(i int, c *sim.PoolConfig), mutate 
 	}
 	r.cfg = cfg
 	r.app = startApp(t, cfg)
-	r.waitActive(cfg.Pools[0].Name, 10*time.Second)
+	for _, p := range cfg.Pools { // the best ranked of the rig's own pools
+		if strings.HasPrefix(p.Name, "p") && len(p.Name) <= 3 {
+			r.waitActive(p.Name, 10*time.Second)
+			break
+		}
+	}
 	return r
 }
 
