@@ -147,7 +147,11 @@ type Metrics struct {
 	Failovers *prometheus.CounterVec
 	// FailoverDuration is switchyard_failover_duration_seconds: from the
 	// active pool going dark to miners having work from the next one.
+	// Failbacks are timed apart, in FailbackDuration.
 	FailoverDuration prometheus.Histogram
+	// FailbackDuration is switchyard_failback_duration_seconds: from the
+	// decision to return to a better pool to miners having its work.
+	FailbackDuration prometheus.Histogram
 
 	// BlocksFound is switchyard_blocks_found_total{pool}: shares meeting the
 	// network target, forwarded to the pool.
@@ -250,6 +254,11 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help:    "Time from the active pool going dark to miners having work from the next one.",
 			Buckets: failoverBuckets,
 		}),
+		FailbackDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "switchyard_failback_duration_seconds",
+			Help:    "Time from deciding to return to a better pool to miners having its work.",
+			Buckets: failoverBuckets,
+		}),
 		BlocksFound: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_blocks_found_total",
 			Help: "Shares meeting the network target (block candidates), forwarded to the pool.",
@@ -288,7 +297,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			m.Shares, m.ShareDifficulty,
 			m.Forwarded, m.ForwardedDifficulty, m.CreditedDifficulty, m.PoolVerdicts, m.SubmitLatency,
 			m.PoolState, m.PoolStateReason, m.ActivePool, m.PoolLastJob, m.PoolReconnects, m.UpstreamSessions,
-			m.Failovers, m.FailoverDuration,
+			m.Failovers, m.FailoverDuration, m.FailbackDuration,
 			m.BlocksFound, m.VardiffDifficulty, m.LimitHits, m.ProtocolErrors,
 		)
 	}

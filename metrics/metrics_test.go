@@ -51,6 +51,7 @@ func TestNewRegistersEverything(t *testing.T) {
 		"switchyard_pool_reconnects_total",
 		"switchyard_failovers_total",
 		"switchyard_failover_duration_seconds",
+		"switchyard_failback_duration_seconds",
 		"switchyard_blocks_found_total",
 		"switchyard_miner_difficulty",
 		"switchyard_limit_hits_total",

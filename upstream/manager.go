@@ -33,6 +33,24 @@ type ManagerOptions struct {
 	Metrics       *metrics.Metrics
 	Log           zerolog.Logger
 	Tick          time.Duration // how often failback is considered; default 250ms
+	// OnSwitch, when set, hears every move of the miners (see SwitchEvent).
+	// It is called with the Manager's lock held: it must not block or call
+	// the Manager.
+	OnSwitch func(SwitchEvent)
+}
+
+// SwitchEvent reports a move of the miners to another pool. Each switch is
+// announced once with Took == 0 when it is decided, then once per lane
+// (Lane, Took set) as that lane's first job from the new pool reaches its
+// miners. To == "" announces that no pool is live.
+type SwitchEvent struct {
+	Seq      uint64        // one per switch; the lane reports repeat it
+	At       time.Time     // when the switch was decided
+	From, To string        // pool names; "" for none
+	Reason   string        // failback, startup, recovered, or why From went dark
+	Dark     time.Duration // how long From had been dark when the switch was decided
+	Lane     int
+	Took     time.Duration // from From going dark (or the decision) to Lane's miners having new work
 }
 
 // Manager runs the ranked pools: one session per lane on every pool that
@@ -59,6 +77,7 @@ type Manager struct {
 	closing  bool // Run's context is done: sessions are being stopped
 	runStart time.Time
 	lastSeen time.Time
+	switches uint64 // SwitchEvent.Seq of the latest switch
 }
 
 // poolRun is the Manager's view of one pool.
@@ -476,6 +495,10 @@ func (m *Manager) decide(reason string) {
 			ev = ev.Str("pool", m.active.pool.Name).Str("reason", m.active.darkReason)
 		}
 		ev.Msg("no pool is live")
+		if m.opts.OnSwitch != nil && m.active != nil {
+			m.switches++
+			m.opts.OnSwitch(SwitchEvent{Seq: m.switches, At: now, From: m.active.pool.Name, Reason: m.active.darkReason})
+		}
 		m.setActive(nil)
 		m.allDown = true
 		m.sink.AllDown()
@@ -511,6 +534,11 @@ func (m *Manager) switchTo(p *poolRun, reason string, now time.Time) {
 			met.Failovers.WithLabelValues(fromName, p.pool.Name, reasonLabel(reason)).Inc()
 		}
 	}
+	m.switches++
+	ev := SwitchEvent{Seq: m.switches, At: now, From: from.name(), To: p.pool.Name, Reason: reason, Dark: dark}
+	if m.opts.OnSwitch != nil {
+		m.opts.OnSwitch(ev)
+	}
 	for lane := 0; lane < m.lanes && lane < len(p.sessions); lane++ {
 		s := p.sessions[lane]
 		j := s.Current()
@@ -520,8 +548,15 @@ func (m *Manager) switchTo(p *poolRun, reason string, now time.Time) {
 		if from != nil || reason != "startup" {
 			lane, to := lane, p.pool.Name
 			m.sink.TimeSwitch(lane, since, func(d time.Duration) {
-				if met := m.opts.Metrics; met != nil {
+				if met := m.opts.Metrics; met != nil && reason == "failback" {
+					met.FailbackDuration.Observe(d.Seconds())
+				} else if met != nil {
 					met.FailoverDuration.Observe(d.Seconds())
+				}
+				if f := m.opts.OnSwitch; f != nil {
+					e := ev
+					e.Lane, e.Took = lane, d
+					f(e)
 				}
 				m.log.Info().Str("from", fromName).Str("to", to).Int("lane", lane).
 					Float64("elapsed_s", d.Seconds()).Msg("switch complete: new jobs reached miners")
@@ -579,6 +614,14 @@ func (m *Manager) Settled() bool {
 // startGrace is how long startup waits for better-ranked pools.
 func (m *Manager) startGrace() time.Duration {
 	return m.opts.Session.DialTimeout + 2*m.opts.Session.SubmitTimeout
+}
+
+// name is the pool's name; "" for nil.
+func (p *poolRun) name() string {
+	if p == nil {
+		return ""
+	}
+	return p.pool.Name
 }
 
 func (m *Manager) setActive(p *poolRun) {
