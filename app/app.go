@@ -170,7 +170,8 @@ func (a *App) Stop() error {
 // Reload applies a new configuration without dropping miners: the pool
 // list (added, removed, reordered, edited) and the difficulty policy take
 // effect at once. Keys that shape listeners or sessions need a restart;
-// they are named in the returned list and otherwise ignored.
+// they are named in the returned list ("server.listen", …) and otherwise
+// ignored.
 func (a *App) Reload(cfg *config.Config) (needRestart []string, err error) {
 	pools, err := Pools(cfg)
 	if err != nil {
@@ -180,15 +181,7 @@ func (a *App) Reload(cfg *config.Config) (needRestart []string, err error) {
 	old := a.cfg
 	a.cfg = cfg
 	a.mu.Unlock()
-	if old.Server != cfg.Server {
-		needRestart = append(needRestart, "[server]")
-	}
-	if old.Failover != cfg.Failover {
-		needRestart = append(needRestart, "[failover]")
-	}
-	if old.Metrics != cfg.Metrics {
-		needRestart = append(needRestart, "[metrics]")
-	}
+	needRestart = restartKeys(old, cfg)
 	a.Proxy.SetVardiff(Vardiff(cfg.Difficulty))
 	a.Pools.SetPools(pools)
 	return needRestart, nil

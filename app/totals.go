@@ -16,11 +16,15 @@ type Totals struct {
 	PoolLost     float64 `json:"pool_lost"`
 	// LostBy counts Lost and PoolLost shares by reason.
 	LostBy map[string]float64 `json:"lost_by"`
+	// MinerLostBy counts Lost (the miners' side) by reason, PoolLostBy
+	// PoolLost (forwarded shares left unanswered) by reason.
+	MinerLostBy map[string]float64 `json:"miner_lost_by"`
+	PoolLostBy  map[string]float64 `json:"pool_lost_by"`
 }
 
 // Totals reads the share counters from the registry.
 func (a *App) Totals() Totals {
-	t := Totals{LostBy: map[string]float64{}}
+	t := Totals{LostBy: map[string]float64{}, MinerLostBy: map[string]float64{}, PoolLostBy: map[string]float64{}}
 	mfs, err := a.Registry.Gather()
 	if err != nil {
 		return t
@@ -53,6 +57,9 @@ func (a *App) Totals() Totals {
 					t.Rejected += v
 				case "lost":
 					t.Lost += v
+					if v > 0 {
+						t.MinerLostBy[reason] += v
+					}
 				}
 			case "switchyard_pool_shares_forwarded_total":
 				t.Forwarded += v
@@ -64,6 +71,9 @@ func (a *App) Totals() Totals {
 					t.PoolRejected += v
 				case "lost":
 					t.PoolLost += v
+					if v > 0 {
+						t.PoolLostBy[reason] += v
+					}
 				}
 			}
 		}

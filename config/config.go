@@ -34,6 +34,13 @@ type Config struct {
 type Server struct {
 	// Listen is the miner-facing host:port.
 	Listen string `toml:"listen"`
+	// ProxyProtocol makes every miner connection start with a PROXY
+	// protocol header (v1 or v2), as a load balancer such as HAProxy sends
+	// with send-proxy or send-proxy-v2: the miner's own address in it is
+	// the one logs, /api/v1/miners and MaxConnectionsPerIP see. A
+	// connection without a valid header is closed. Only for a listener
+	// that nothing but the load balancer can reach.
+	ProxyProtocol bool `toml:"proxy_protocol"`
 	// MaxConnections caps miner connections in total; 0 means no limit.
 	MaxConnections int `toml:"max_connections"`
 	// MaxConnectionsPerIP caps miner connections from one IP; 0 means no limit.
@@ -192,6 +199,9 @@ type Metrics struct {
 	BasicAuthUser string `toml:"basic_auth_user"`
 	// BasicAuthPassword goes with BasicAuthUser.
 	BasicAuthPassword string `toml:"basic_auth_password"`
+	// GroupBy is how the status page groups miners by worker name
+	// ("prefix:1", "regexp:EXPR", "none"; see GroupBy).
+	GroupBy GroupBy `toml:"group_by"`
 }
 
 // Log configures logging.
@@ -247,7 +257,8 @@ func Default() *Config {
 			BackoffMax:     Duration(30 * time.Second),
 		},
 		Metrics: Metrics{
-			Listen: "127.0.0.1:9333",
+			Listen:  "127.0.0.1:9333",
+			GroupBy: "prefix:1",
 		},
 		Log: Log{
 			Level:  "info",

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -60,6 +61,7 @@ func TestDefault(t *testing.T) {
 			BearerToken:       "",
 			BasicAuthUser:     "",
 			BasicAuthPassword: "",
+			GroupBy:           "prefix:1",
 		},
 		Log: Log{Level: "info", Format: "console"},
 	}
@@ -103,8 +105,20 @@ func TestExample(t *testing.T) {
 	if err != nil || !ep.TLS || ep.Addr() != "backup-pool.example.net:443" {
 		t.Errorf("backup endpoint = %+v, %v", ep, err)
 	}
-	if c.Pools[1].Interface == "" {
-		t.Error("backup pool should show a second uplink")
+	// The backup shows a second uplink, commented out: an interface this
+	// host lacks would make `switchyard check` fail on the example.
+	if c.Pools[1].Interface != "" || c.Pools[1].Bind != "" {
+		t.Errorf("backup pool sets interface %q, bind %q: the example must pass check on any host", c.Pools[1].Interface, c.Pools[1].Bind)
+	}
+	if ps := c.HostProblems(nil); len(ps) != 0 {
+		t.Errorf("config.example.toml has host problems: %v", ps)
+	}
+	text, err := os.ReadFile("../config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, backup, _ := strings.Cut(string(text), `name = "backup"`); !strings.Contains(backup, "\n# interface = \"wwan0\"") {
+		t.Error(`backup pool should show a second uplink: # interface = "wwan0"`)
 	}
 
 	// The example shows every default: apart from pools, it is Default().

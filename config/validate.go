@@ -271,6 +271,9 @@ func (v *validator) metrics(m *Metrics, serverListen string) {
 	case m.BasicAuthUser == "" && m.BasicAuthPassword != "":
 		v.add("metrics.basic_auth_user", "required with basic_auth_password")
 	}
+	if _, err := m.GroupBy.Func(); err != nil {
+		v.check("metrics.group_by", err)
+	}
 }
 
 // sameAddr reports whether listening on a and on b would collide: same

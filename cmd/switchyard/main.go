@@ -3,7 +3,8 @@
 //	switchyard -config switchyard.toml     run the proxy (also: switchyard run -config …)
 //	switchyard check -config FILE          validate a config, print every problem
 //	switchyard demo [-duration 60s]        simulated pools and miners, with a blackout
-//	switchyard version
+//	switchyard version                     (also: switchyard --version)
+//	switchyard help                        list the commands (also: -h, --help)
 package main
 
 import (
@@ -14,7 +15,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
@@ -34,7 +34,8 @@ Usage:
   switchyard check -config FILE   validate a config file and print every problem
   switchyard demo [flags]         run a self-contained demo: two simulated pools,
                                   a simulated miner fleet, a blackout and a failback
-  switchyard version              print the version
+  switchyard version              print the version (also: --version)
+  switchyard help                 this list (also: -h, --help)
 
 Run "switchyard <command> -h" for a command's flags.
 `
@@ -47,6 +48,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cmd := "run"
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
+	} else if len(args) > 0 {
+		switch args[0] {
+		case "-h", "-help", "--help":
+			cmd = "help"
+		case "-version", "--version":
+			cmd = "version"
+		}
 	}
 	switch cmd {
 	case "run":
@@ -114,9 +122,13 @@ func runProxy(args []string, stderr io.Writer) int {
 	log.Info().Msg("shutting down: closing miners, draining forwarded shares")
 	err = a.Stop()
 	t := a.Totals()
-	log.Info().Float64("accepted", t.Accepted).Float64("rejected", t.Rejected).Float64("lost", t.Lost).
+	// Miners' side (every share a miner sent: accepted, rejected, or lost
+	// because no pool could take it), then the pools' side (every forwarded
+	// share: the pool's verdict, or lost waiting for it).
+	log.Info().Float64("accepted", t.Accepted).Float64("rejected", t.Rejected).
+		Float64("lost", t.Lost).Interface("lost_by", t.MinerLostBy).
 		Float64("forwarded", t.Forwarded).Float64("pool_accepted", t.PoolAccepted).Float64("pool_rejected", t.PoolRejected).
-		Float64("pool_lost", t.PoolLost).Interface("lost_by", t.LostBy).Msg("final share accounting")
+		Float64("pool_lost", t.PoolLost).Interface("pool_lost_by", t.PoolLostBy).Msg("final share accounting")
 	if err != nil {
 		log.Error().Err(err).Msg("stopped with error")
 		return 1
@@ -142,12 +154,15 @@ func reload(a *app.App, path string, log zerolog.Logger) {
 	for i, p := range cfg.Pools {
 		names[i] = p.Name
 	}
-	ev := log.Info().Strs("pools", names)
+	log.Info().Strs("pools", names).Msg("configuration reloaded")
 	if len(restart) > 0 {
-		ev = ev.Strs("need_restart", restart)
+		log.Warn().Strs("need_restart", restart).Msg("reload ignored these changed keys: they take effect at the next restart")
 	}
-	ev.Msg("configuration reloaded")
 }
+
+// consoleTimeFormat is the time of console log lines: the date, and
+// milliseconds to line events up across a failover.
+const consoleTimeFormat = "2006-01-02 15:04:05.000"
 
 // newLogger builds the process logger from [log]. The level is zerolog's
 // global level, so that SIGHUP can change it.
@@ -160,7 +175,7 @@ func newLogger(c config.Log, w io.Writer) zerolog.Logger {
 	if f, ok := w.(*os.File); ok {
 		noColor = !isatty.IsTerminal(f.Fd())
 	}
-	cw := zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly, NoColor: noColor}
+	cw := zerolog.ConsoleWriter{Out: w, TimeFormat: consoleTimeFormat, NoColor: noColor}
 	return zerolog.New(cw).With().Timestamp().Logger()
 }
 
