@@ -142,7 +142,7 @@ func (m *Manager) Run(ctx context.Context) {
 	m.ctx = ctx
 	m.started = true
 	m.runStart = time.Now()
-	m.reconcile()
+	m.reconcile(nil)
 	m.mu.Unlock()
 	outDone := make(chan struct{})
 	go func() { defer close(outDone); m.out.run(ctx) }()
@@ -182,7 +182,7 @@ func (m *Manager) lanesLocked(n int) {
 		return
 	}
 	m.lanes = n
-	m.reconcile()
+	m.reconcile(nil)
 }
 
 // Authorize makes a per-worker name known on every session of a lane, now
@@ -314,17 +314,6 @@ func poolReason(p *poolRun) string {
 	return p.darkReason
 }
 
-// betterMayCome reports whether a pool ranked better than p may still go
-// live at startup: one not removed and not refused for good.
-func (m *Manager) betterMayCome(p *poolRun) bool {
-	for _, q := range m.pools {
-		if q.rank < p.rank && !q.removed && !RefusedForGood(q.downReason) {
-			return true
-		}
-	}
-	return false
-}
-
 // SessionJob implements Handler: jobs of the active pool go to miners.
 func (m *Manager) SessionJob(s *Session, j *Job) {
 	m.mu.Lock()
@@ -387,7 +376,7 @@ func (m *Manager) refresh(p *poolRun, reason string) {
 		}
 		ev.Str("pool", p.pool.Name).Str("state", st.String()).Str("reason", reason).Msg("pool not live")
 		if p == m.active && !p.failbackAt.IsZero() {
-			if now.Sub(p.failbackAt) < m.hold(p) && reason != "stopped" {
+			if m.policy().Strike(PoolView{Strikes: p.strikes, FailbackAt: p.failbackAt}, now) && reason != "stopped" {
 				p.strikes = min(p.strikes+1, maxStrikes)
 				m.log.Warn().Str("pool", p.pool.Name).Int("strikes", p.strikes).Float64("hold_s", m.hold(p).Seconds()).
 					Msg("pool went dark again soon after failback: holding it longer")
@@ -448,8 +437,8 @@ func rankState(s State) int {
 	return 1
 }
 
-// decide picks the pool miners should be on and switches when needed.
-// Called with m.mu held.
+// decide picks the pool miners should be on (Select) and carries the
+// decision out. Called with m.mu held.
 func (m *Manager) decide(reason string) {
 	if !m.started {
 		return
@@ -457,39 +446,28 @@ func (m *Manager) decide(reason string) {
 	for _, p := range m.pools {
 		m.refresh(p, reason)
 	}
-	var best *poolRun
-	for _, p := range m.pools {
-		if p.state == StateLive && !p.removed {
-			best = p
-			break
-		}
-	}
 	now := time.Now()
-	switch {
-	case m.active != nil && m.active.state == StateLive && !m.active.removed:
-		if a := m.active; !a.failbackAt.IsZero() && now.Sub(a.failbackAt) >= m.hold(a) {
-			a.strikes, a.failbackAt = 0, time.Time{} // it held up: forgiven
-		}
-		// Stay, unless a better pool has been live long enough.
-		if best != nil && best.rank < m.active.rank && now.Sub(best.liveSince) >= m.hold(best) {
-			m.switchTo(best, "failback", now)
-		}
-	case best != nil && m.active == nil && !m.allDown && best.rank > 0 && now.Sub(m.runStart) < m.startGrace() && m.betterMayCome(best):
-		// At startup, give better-ranked pools a moment to finish their
-		// handshake before settling for a backup; not those that refused
-		// us for good (unauthorized, extranonce2_too_small).
-	case best != nil:
-		why := "startup"
+	d := Select(m.situation(now), m.policy())
+	if d.Forgive {
+		m.active.strikes, m.active.failbackAt = 0, time.Time{} // it held up: forgiven
+	}
+	switch d.Move {
+	case MoveFailback:
+		m.switchTo(m.pools[d.Active], "failback", now)
+	case MoveStartup:
+		m.switchTo(m.pools[d.Active], "startup", now)
+	case MoveRecovered:
+		m.switchTo(m.pools[d.Active], "recovered", now)
+	case MoveFailover:
+		why := "removed"
 		if m.active != nil {
 			why = m.active.darkReason
 			if why == "" {
 				why = m.active.state.String()
 			}
-		} else if m.allDown {
-			why = "recovered"
 		}
-		m.switchTo(best, why, now)
-	case best == nil && !m.allDown && (m.active != nil || now.Sub(m.runStart) >= m.startGrace()):
+		m.switchTo(m.pools[d.Active], why, now)
+	case MoveAllDown:
 		ev := m.log.Error()
 		if m.active != nil {
 			ev = ev.Str("pool", m.active.pool.Name).Str("reason", m.active.darkReason)
@@ -503,7 +481,25 @@ func (m *Manager) decide(reason string) {
 		m.allDown = true
 		m.sink.AllDown()
 	}
-	m.reconcile()
+	m.reconcile(d.Run)
+}
+
+// situation is the selector's view of the pools. Called with m.mu held.
+func (m *Manager) situation(now time.Time) Situation {
+	s := Situation{Active: -1, AllDown: m.allDown, Now: now, Start: m.runStart, Pools: make([]PoolView, len(m.pools))}
+	for i, p := range m.pools {
+		s.Pools[i] = PoolView{State: p.state, LiveSince: p.liveSince, Removed: p.removed, Refused: RefusedForGood(p.downReason),
+			Strikes: p.strikes, FailbackAt: p.failbackAt}
+		if p == m.active {
+			s.Active = i
+		}
+	}
+	s.HadActive = m.active != nil && s.Active < 0
+	return s
+}
+
+func (m *Manager) policy() Policy {
+	return Policy{FailbackAfter: m.opts.FailbackAfter, Standby: m.opts.Standby, StartGrace: m.startGrace(), MaxStrikes: maxStrikes}
 }
 
 // switchTo moves every lane to p.
@@ -574,7 +570,7 @@ func (m *Manager) switchTo(p *poolRun, reason string, now time.Time) {
 // learn they recovered; the doubling keeps those retries from becoming a
 // yo-yo.
 func (m *Manager) hold(p *poolRun) time.Duration {
-	return m.opts.FailbackAfter << min(p.strikes, maxStrikes)
+	return m.policy().Hold(PoolView{Strikes: p.strikes})
 }
 
 // detectionLag is how long before its detection a darkness began: a
@@ -656,16 +652,15 @@ func reasonLabel(r string) string {
 // reconcile starts sessions for the pools that should run and stops the
 // rest: pools ranked up to the active one (or all when none is active),
 // plus Standby pools after it. Called with m.mu held.
-func (m *Manager) reconcile() {
+func (m *Manager) reconcile(run []bool) {
 	if !m.started || m.ctx == nil || m.ctx.Err() != nil {
 		return
 	}
-	limit := len(m.pools)
-	if m.active != nil {
-		limit = m.active.rank + 1 + m.opts.Standby
+	if run == nil {
+		run = Select(m.situation(time.Now()), m.policy()).Run
 	}
-	for _, p := range m.pools {
-		if p.rank < limit && !p.removed {
+	for i, p := range m.pools {
+		if run[i] {
 			m.startPool(p)
 		} else {
 			m.stopPool(p)
