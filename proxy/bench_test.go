@@ -35,11 +35,10 @@ func benchMiner(tb testing.TB, poolDiff float64) (*miner, *laneJob) {
 			n.Branch[i][j] = byte(rng.Uint32())
 		}
 	}
-	job, err := stratum.NewJob(n)
-	if err != nil {
+	if err := n.Validate(); err != nil {
 		tb.Fatal(err)
 	}
-	up := &upstream.Job{Notify: n, Job: job, Difficulty: poolDiff, Extranonce1: []byte{1, 2, 3, 4}, Extranonce2Size: 8,
+	up := &upstream.Job{Notify: n, Difficulty: poolDiff, Extranonce1: []byte{1, 2, 3, 4}, Extranonce2Size: 8,
 		VersionMask: 0x1fffe000, Received: time.Now()}
 	sess := upstream.NewSession(upstream.Pool{Name: "bench", URL: "stratum+tcp://127.0.0.1:1", User: "u"}, 0, upstream.Options{Log: zerolog.Nop()}, nopHandler{})
 	l := s.lane(0)

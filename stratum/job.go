@@ -49,25 +49,34 @@ type Job struct {
 	Clean bool // clean_jobs: jobs before this one are stale
 }
 
+// Validate reports whether n can make a Job (see NewJob): coinbase halves
+// present and within MaxCoinbaseLen together, a branch within MaxBranchLen.
+func (n *Notify) Validate() error {
+	if n == nil {
+		return fmt.Errorf("%w: nil notify", ErrInvalidJob)
+	}
+	switch {
+	case len(n.Coinb1) == 0:
+		return fmt.Errorf("%w: job %q: empty coinb1", ErrInvalidJob, n.JobID)
+	case len(n.Coinb2) == 0:
+		return fmt.Errorf("%w: job %q: empty coinb2", ErrInvalidJob, n.JobID)
+	case len(n.Coinb1)+len(n.Coinb2) > MaxCoinbaseLen:
+		return fmt.Errorf("%w: job %q: coinbase halves are %d bytes, limit %d",
+			ErrInvalidJob, n.JobID, len(n.Coinb1)+len(n.Coinb2), MaxCoinbaseLen)
+	case len(n.Branch) > MaxBranchLen:
+		return fmt.Errorf("%w: job %q: merkle branch has %d hashes, limit %d",
+			ErrInvalidJob, n.JobID, len(n.Branch), MaxBranchLen)
+	}
+	return nil
+}
+
 // NewJob returns the Job for the notify n. It copies what it keeps, so n may
 // be reused afterwards. It fails, with an error wrapping ErrInvalidJob, when
 // a coinbase half is empty, the coinbase halves are longer than
 // MaxCoinbaseLen together, or the branch is longer than MaxBranchLen.
 func NewJob(n *Notify) (*Job, error) {
-	if n == nil {
-		return nil, fmt.Errorf("%w: nil notify", ErrInvalidJob)
-	}
-	switch {
-	case len(n.Coinb1) == 0:
-		return nil, fmt.Errorf("%w: job %q: empty coinb1", ErrInvalidJob, n.JobID)
-	case len(n.Coinb2) == 0:
-		return nil, fmt.Errorf("%w: job %q: empty coinb2", ErrInvalidJob, n.JobID)
-	case len(n.Coinb1)+len(n.Coinb2) > MaxCoinbaseLen:
-		return nil, fmt.Errorf("%w: job %q: coinbase halves are %d bytes, limit %d",
-			ErrInvalidJob, n.JobID, len(n.Coinb1)+len(n.Coinb2), MaxCoinbaseLen)
-	case len(n.Branch) > MaxBranchLen:
-		return nil, fmt.Errorf("%w: job %q: merkle branch has %d hashes, limit %d",
-			ErrInvalidJob, n.JobID, len(n.Branch), MaxBranchLen)
+	if err := n.Validate(); err != nil {
+		return nil, err
 	}
 	cb := make([]byte, len(n.Coinb1)+len(n.Coinb2))
 	copy(cb, n.Coinb1)

@@ -243,7 +243,7 @@ func TestDeepMerkleBranch(t *testing.T) {
 	}
 	pc.send(strings.Replace(line, one, "["+strings.Join(hashes, ",")+"]", 1))
 	j := rec.job()
-	if j.Notify.JobID != "deep" || len(j.Job.Branch) != stratum.MaxBranchLen {
-		t.Fatalf("job %s with %d hashes", j.Notify.JobID, len(j.Job.Branch))
+	if j.Notify.JobID != "deep" || len(j.Notify.Branch) != stratum.MaxBranchLen {
+		t.Fatalf("job %s with %d hashes", j.Notify.JobID, len(j.Notify.Branch))
 	}
 }

@@ -169,7 +169,6 @@ type Handler interface {
 // is never changed after it is delivered.
 type Job struct {
 	Notify          *stratum.Notify // as the pool sent it
-	Job             *stratum.Job    // stratum.NewJob(Notify), validated
 	Difficulty      float64         // pool difficulty for its shares: the last set_difficulty before the notify, or before its delivery for a connection's first job (1 if none)
 	Extranonce1     []byte          // the connection's extranonce1 for this job; do not modify
 	Extranonce2Size int             // the pool's extranonce2 size, bytes

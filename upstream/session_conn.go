@@ -441,8 +441,7 @@ func (c *conn) notify(m *stratum.Message) {
 		c.bad("bad mining.notify", err, nil)
 		return
 	}
-	sj, err := stratum.NewJob(n)
-	if err != nil {
+	if err := n.Validate(); err != nil {
 		c.bad("bad mining.notify", err, nil)
 		return
 	}
@@ -450,7 +449,6 @@ func (c *conn) notify(m *stratum.Message) {
 	now := s.now()
 	j := &Job{
 		Notify:          n,
-		Job:             sj,
 		Difficulty:      c.diff,
 		Extranonce1:     c.en1,
 		Extranonce2Size: c.en2Size,

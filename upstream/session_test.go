@@ -96,7 +96,7 @@ func TestHandshake(t *testing.T) {
 			if j.VersionMask != tt.wantMask {
 				t.Errorf("job mask %08x, want %08x", j.VersionMask, tt.wantMask)
 			}
-			if j.Notify.JobID != "j1" || j.Job.ID != "j1" || j.Difficulty != 2048 || hex.EncodeToString(j.Extranonce1) != "f000000a" || j.Extranonce2Size != 8 {
+			if j.Notify.JobID != "j1" || j.Difficulty != 2048 || hex.EncodeToString(j.Extranonce1) != "f000000a" || j.Extranonce2Size != 8 {
 				t.Errorf("job %s diff %v en1 %x en2 %d", j.Notify.JobID, j.Difficulty, j.Extranonce1, j.Extranonce2Size)
 			}
 			if s.Current() != j {
