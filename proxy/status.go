@@ -46,6 +46,11 @@ type MinerRow struct {
 	ConnectedSecs float64           `json:"connected_seconds"`
 	Lane          int               `json:"lane"`
 	Extranonce1   string            `json:"extranonce1,omitempty"`
+	// Group, Problems (ProblemNoShares, …) and Reconnects (within the
+	// reconnect window) are set by a MinerIndex, in MinerPage rows only.
+	Group      string   `json:"group,omitempty"`
+	Problems   []string `json:"problems,omitempty"`
+	Reconnects int      `json:"reconnects,omitempty"`
 }
 
 // MinerRows snapshots every connected miner, reading each on its own event
