@@ -46,7 +46,7 @@ func faultCases(failback time.Duration) []faultCase {
 	}
 	return []faultCase{
 		{name: "close", fault: sim.Fault{Mode: sim.FaultClose},
-			reasons: []string{"eof", "error"}, detect: slack * time.Second, hold: failback + time.Second},
+			reasons: []string{"eof", "read_error"}, detect: slack * time.Second, hold: failback + time.Second},
 		// Submit timeout 1s: suspect (and switched away) after 1s, down after 2s.
 		{name: "blackhole", fault: sim.Fault{Mode: sim.FaultBlackhole},
 			reasons: []string{"submit_timeout"}, detect: slack * 3 * time.Second, hold: failback + time.Second},
@@ -62,7 +62,7 @@ func faultCases(failback time.Duration) []faultCase {
 			reasons: []string{"rejecting"}, detect: slack * 2 * time.Second, hold: 3 * failback, returns: 1, idleHealthy: true},
 		// Down and up every 600ms: never up for the 2s hold.
 		{name: "flap", fault: sim.Fault{Mode: sim.FaultFlap, Period: 600 * time.Millisecond},
-			reasons: []string{"eof", "error"}, detect: slack * time.Second, hold: failback + 2*time.Second},
+			reasons: []string{"eof", "read_error"}, detect: slack * time.Second, hold: failback + 2*time.Second},
 	}
 }
 

@@ -99,7 +99,7 @@ func runCell(t *testing.T, cell matrixCell) {
 		c.Extranonce1Size, c.Extranonce2Size = 0, 0 // the profile's
 		c.Difficulty = d
 		c.Vardiff = sim.Vardiff{Off: true}
-		c.NetworkDifficulty = 16 * d
+		c.NetworkDifficulty = 4 * d
 		if cell.event == "reload-smaller" && i == 0 {
 			c.Extranonce2Size = minPool // added later, the smallest that fits
 		}

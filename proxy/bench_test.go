@@ -56,7 +56,7 @@ func benchMiner(tb testing.TB, poolDiff float64) (*miner, *laneJob) {
 
 type nopHandler struct{}
 
-func (nopHandler) SessionState(*upstream.Session, upstream.State, string) {}
+func (nopHandler) SessionState(*upstream.Session, upstream.State, upstream.Why) {}
 func (nopHandler) SessionJob(*upstream.Session, *upstream.Job)            {}
 func (nopHandler) SessionResult(*upstream.Session, *upstream.Result)      {}
 

@@ -51,31 +51,6 @@ import (
 // RefusedForGood).
 type State uint8
 
-// Reasons reported with Handler.SessionState that callers may branch on.
-// The other reasons are for logs and may change ("dial: …", "read: …").
-const (
-	// ReasonConnected: handshaking on the session's first connection.
-	ReasonConnected = "connected"
-	// ReasonReconnected: handshaking on a connection made after an earlier
-	// connection of the same session was established (and lost).
-	ReasonReconnected = "reconnected"
-	// ReasonAuthorized: live with the connection's first job.
-	ReasonAuthorized = "authorized"
-	// ReasonUnauthorized: down, the pool refused Pool.User.
-	ReasonUnauthorized = "unauthorized"
-	// ReasonExtranonce2TooSmall: down, the pool's extranonce2 (in the
-	// mining.subscribe answer or a mining.set_extranonce) is smaller than
-	// Options.MinExtranonce2Size.
-	ReasonExtranonce2TooSmall = "extranonce2_too_small"
-)
-
-// RefusedForGood reports whether a down reason is a refusal that redialing
-// at once will not fix (ReasonUnauthorized, ReasonExtranonce2TooSmall): the
-// session waits BackoffMax before it tries again.
-func RefusedForGood(reason string) bool {
-	return reason == ReasonUnauthorized || reason == ReasonExtranonce2TooSmall
-}
-
 // The states of a Session. A Session that has not run yet is StateDown.
 const (
 	StateConnecting  State = iota + 1 // dialing
@@ -123,14 +98,14 @@ func (c *conn) check(now time.Time) {
 		switch {
 		case !c.subscribed && now.Sub(c.subSent) >= st:
 			s.log.Warn().Str("step", "subscribe").Msg("handshake timeout")
-			c.fail("handshake timeout")
+			c.fail(Why{Cause: CauseHandshakeTimeout, Detail: "subscribe", Since: c.subSent})
 			return
 		case c.authID != 0 && !c.authorized && now.Sub(c.authSent) >= st:
 			s.log.Warn().Str("step", "authorize").Msg("handshake timeout")
-			c.fail("handshake timeout")
+			c.fail(Why{Cause: CauseHandshakeTimeout, Detail: "authorize", Since: c.authSent})
 			return
 		case c.authorized && c.pendingJob == nil && now.Sub(c.authorizedAt) >= s.opts.JobTimeout:
-			c.fail("job_timeout")
+			c.fail(Why{Cause: CauseJobTimeout, Since: c.authorizedAt})
 			return
 		}
 		if !c.cfgDone && now.Sub(c.cfgSent) >= st {
@@ -147,7 +122,7 @@ func (c *conn) check(now time.Time) {
 			c.checkJobs(now)
 		}
 		if !c.failed && !c.rejectingAt.IsZero() && (len(s.pending) == 0 || now.Sub(c.rejectingAt) >= st) {
-			c.fail("rejecting")
+			c.fail(because(CauseRejecting))
 		}
 	}
 }
@@ -159,23 +134,27 @@ func (c *conn) checkSubmits(now time.Time) {
 	s := c.s
 	st := s.opts.SubmitTimeout
 	expired := 0
+	var oldest time.Time
 	for id, p := range s.pending {
 		if now.Sub(p.sent) >= st {
 			delete(s.pending, id)
 			s.result(&p.sub, stratum.ReasonSubmitTimeout, 0, "", 0)
 			expired++
+			if oldest.IsZero() || p.sent.Before(oldest) {
+				oldest = p.sent
+			}
 		}
 	}
 	s.shrinkPending()
 	if expired > 0 {
 		s.logLate(now, expired, c.submitSuspectAt.IsZero())
 		if c.submitSuspectAt.IsZero() {
-			c.submitSuspectAt = now
-			s.setState(StateSuspect, "submit_timeout")
+			c.submitSuspectAt, c.darkSince = now, oldest
+			s.setState(StateSuspect, Why{Cause: CauseSubmitTimeout, Since: oldest})
 		}
 	}
 	if !c.submitSuspectAt.IsZero() && now.Sub(c.submitSuspectAt) >= st {
-		c.fail("submit_timeout")
+		c.fail(Why{Cause: CauseSubmitTimeout, Since: c.darkSince})
 	}
 }
 
@@ -205,11 +184,11 @@ func (c *conn) checkJobs(now time.Time) {
 	switch {
 	case silent >= jt+jt/2:
 		s.log.Warn().Float64("elapsed_s", silent.Seconds()).Msg("no job from pool")
-		c.fail("job_timeout")
+		c.fail(Why{Cause: CauseJobTimeout, Since: c.lastJobAt})
 	case silent >= jt && c.jobSuspectAt.IsZero():
 		c.jobSuspectAt = now
 		s.log.Warn().Float64("elapsed_s", silent.Seconds()).Msg("no job from pool")
-		s.setState(StateSuspect, "job_timeout")
+		s.setState(StateSuspect, Why{Cause: CauseJobTimeout, Since: c.lastJobAt})
 	}
 }
 
@@ -221,19 +200,19 @@ func (c *conn) answered(rejected bool, now time.Time) {
 		if c.rejectingAt.IsZero() && s.rejects.over(s.opts.MaxRejectRatio) {
 			c.rejectingAt = now
 			s.log.Warn().Int("rejected", s.rejects.rejected).Int("window", s.rejects.n).Msg("pool rejecting shares")
-			s.setState(StateSuspect, "rejecting")
+			s.setState(StateSuspect, because(CauseRejecting))
 		}
 	}
 	if !c.submitSuspectAt.IsZero() {
 		c.submitSuspectAt = time.Time{}
-		c.maybeLive("submit_answered")
+		c.maybeLive(CauseSubmitAnswered)
 	}
 }
 
 // maybeLive returns from suspect to live when no cause is left.
-func (c *conn) maybeLive(reason string) {
+func (c *conn) maybeLive(cause Cause) {
 	if c.submitSuspectAt.IsZero() && c.jobSuspectAt.IsZero() && c.rejectingAt.IsZero() && c.s.State() == StateSuspect {
-		c.s.setState(StateLive, reason)
+		c.s.setState(StateLive, because(cause))
 	}
 }
 

@@ -94,15 +94,15 @@ type poolRun struct {
 	liveSince time.Time
 	// darkSince is when the pool last stopped being live.
 	darkSince  time.Time
-	darkReason string
+	darkReason Why
 	removed    bool
 	// tried is set once a session of the pool has had a job or failed:
 	// its extranonce2 size is known, or it is known to be unreachable.
 	tried bool
-	// downReason is the reason of the latest StateDown of one of its
+	// downReason is the cause of the latest StateDown of one of its
 	// sessions, kept until one goes live; a refusal for good
-	// (RefusedForGood) is not overwritten by a passing failure.
-	downReason string
+	// (Cause.RefusedForGood) is not overwritten by a passing failure.
+	downReason Why
 	// strikes counts failbacks to this pool that ended with it going dark
 	// again within its hold; each doubles the hold.
 	strikes int
@@ -167,7 +167,7 @@ func (m *Manager) Run(ctx context.Context) {
 			m.mu.Unlock()
 		case <-t.C:
 			m.mu.Lock()
-			m.decide("")
+			m.decide(Why{})
 			m.mu.Unlock()
 		}
 	}
@@ -229,7 +229,8 @@ type PoolStatus struct {
 	Sessions  int       `json:"sessions"`
 	LiveSince time.Time `json:"live_since,omitzero"`
 	DarkSince time.Time `json:"dark_since,omitzero"`
-	Reason    string    `json:"reason,omitempty"`
+	Reason    string    `json:"reason,omitempty"` // why it is not live: a Cause's label
+	Detail    string    `json:"detail,omitempty"` // what the session knew of it ("connection refused")
 	LastJob   time.Time `json:"last_job,omitzero"`
 }
 
@@ -240,7 +241,10 @@ func (m *Manager) Status() []PoolStatus {
 	out := make([]PoolStatus, 0, len(m.pools))
 	for _, p := range m.pools {
 		ps := PoolStatus{Name: p.pool.Name, URL: p.pool.URL, Rank: p.rank, State: p.state.String(),
-			Active: p == m.active, LiveSince: p.liveSince, DarkSince: p.darkSince, Reason: poolReason(p)}
+			Active: p == m.active, LiveSince: p.liveSince, DarkSince: p.darkSince, Reason: poolReason(p).Cause.String(), Detail: poolReason(p).Detail}
+		if ps.Reason == CauseNone.String() {
+			ps.Reason = ""
+		}
 		for _, s := range p.sessions {
 			if s == nil {
 				continue
@@ -263,38 +267,38 @@ func (m *Manager) Live() bool {
 }
 
 // SessionState implements Handler.
-func (m *Manager) SessionState(s *Session, st State, reason string) {
+func (m *Manager) SessionState(s *Session, st State, why Why) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p := m.runOf(s)
 	if p == nil {
 		return
 	}
-	if st == StateDown && reason != "" {
+	if st == StateDown && why.Cause != CauseNone {
 		p.tried = true
-		if !RefusedForGood(p.downReason) || RefusedForGood(reason) {
-			p.downReason = reason
+		if !p.downReason.Cause.RefusedForGood() || why.Cause.RefusedForGood() {
+			p.downReason = why
 		}
 	}
 	if st == StateLive {
-		p.downReason = ""
+		p.downReason = Why{}
 	}
 	// A reconnect is a connection a session makes after an earlier one of
 	// its own was established: neither its first nor a failed dial.
-	if met := m.opts.Metrics; met != nil && st == StateHandshaking && reason == ReasonReconnected {
+	if met := m.opts.Metrics; met != nil && st == StateHandshaking && why.Cause == CauseReconnected {
 		met.PoolReconnects.WithLabelValues(p.pool.Name).Inc()
 	}
 	if m.ctx != nil && m.ctx.Err() != nil {
 		m.closing = true // the sessions may see the context end first
 	}
-	m.refresh(p, reason)
+	m.refresh(p, why)
 	if !m.closing { // shutting down: no failover, no "all down"
-		m.decide(reason)
+		m.decide(why)
 	}
 	if met := m.opts.Metrics; met != nil {
-		label := poolReason(p)
-		if label != "" {
-			label = reasonLabel(label)
+		label := ""
+		if r := poolReason(p); r.Cause != CauseNone {
+			label = r.Cause.String()
 		}
 		met.SetPoolStateReason(p.pool.Name, label)
 	}
@@ -304,11 +308,11 @@ func (m *Manager) SessionState(s *Session, st State, reason string) {
 // switchyard_pool_state_reason: a refusal for good first (it needs the
 // operator), then why it went dark, then the latest failure of one of its
 // sessions; "" while it is live.
-func poolReason(p *poolRun) string {
+func poolReason(p *poolRun) Why {
 	switch {
 	case p.state == StateLive:
-		return ""
-	case RefusedForGood(p.downReason) || p.darkReason == "":
+		return Why{}
+	case p.downReason.Cause.RefusedForGood() || p.darkReason.Cause == CauseNone:
 		return p.downReason
 	}
 	return p.darkReason
@@ -331,8 +335,8 @@ func (m *Manager) SessionJob(s *Session, j *Job) {
 		return
 	}
 	// A first job can make a pool live (sessions are live once they have one).
-	m.refresh(p, "")
-	m.decide("")
+	m.refresh(p, Why{})
+	m.decide(Why{})
 }
 
 // SessionResult implements Handler.
@@ -349,7 +353,7 @@ func (m *Manager) runOf(s *Session) *poolRun {
 }
 
 // refresh recomputes a pool's state from its sessions.
-func (m *Manager) refresh(p *poolRun, reason string) {
+func (m *Manager) refresh(p *poolRun, why Why) {
 	for k, s := range p.sessions {
 		if s != nil && s.State() == StateLive && s.Current() != nil {
 			p.established[k] = true
@@ -364,19 +368,24 @@ func (m *Manager) refresh(p *poolRun, reason string) {
 	p.state = st
 	if st == StateLive {
 		p.liveSince = now
-		p.darkReason = ""
+		p.darkReason = Why{}
 		m.log.Info().Str("pool", p.pool.Name).Str("from", was.String()).Msg("pool live")
 	} else if was == StateLive {
 		p.liveSince = time.Time{}
-		p.darkSince = now.Add(-m.detectionLag(reason))
-		p.darkReason = reason
+		// The session knows when the darkness began (the oldest unanswered
+		// share, the last job); otherwise it began now.
+		p.darkSince = now
+		if !why.Since.IsZero() && why.Since.Before(now) {
+			p.darkSince = why.Since
+		}
+		p.darkReason = why
 		ev := m.log.Warn()
 		if m.closing {
 			ev = m.log.Debug()
 		}
-		ev.Str("pool", p.pool.Name).Str("state", st.String()).Str("reason", reason).Msg("pool not live")
+		ev.Str("pool", p.pool.Name).Str("state", st.String()).Str("reason", why.String()).Msg("pool not live")
 		if p == m.active && !p.failbackAt.IsZero() {
-			if m.policy().Strike(PoolView{Strikes: p.strikes, FailbackAt: p.failbackAt}, now) && reason != "stopped" {
+			if m.policy().Strike(PoolView{Strikes: p.strikes, FailbackAt: p.failbackAt}, now) && why.Cause != CauseStopped {
 				p.strikes = min(p.strikes+1, maxStrikes)
 				m.log.Warn().Str("pool", p.pool.Name).Int("strikes", p.strikes).Float64("hold_s", m.hold(p).Seconds()).
 					Msg("pool went dark again soon after failback: holding it longer")
@@ -439,12 +448,12 @@ func rankState(s State) int {
 
 // decide picks the pool miners should be on (Select) and carries the
 // decision out. Called with m.mu held.
-func (m *Manager) decide(reason string) {
+func (m *Manager) decide(why Why) {
 	if !m.started {
 		return
 	}
 	for _, p := range m.pools {
-		m.refresh(p, reason)
+		m.refresh(p, why)
 	}
 	now := time.Now()
 	d := Select(m.situation(now), m.policy())
@@ -459,23 +468,23 @@ func (m *Manager) decide(reason string) {
 	case MoveRecovered:
 		m.switchTo(m.pools[d.Active], "recovered", now)
 	case MoveFailover:
-		why := "removed"
+		reason := "removed"
 		if m.active != nil {
-			why = m.active.darkReason
-			if why == "" {
-				why = m.active.state.String()
+			reason = m.active.darkReason.Cause.String()
+			if m.active.darkReason.Cause == CauseNone {
+				reason = m.active.state.String()
 			}
 		}
-		m.switchTo(m.pools[d.Active], why, now)
+		m.switchTo(m.pools[d.Active], reason, now)
 	case MoveAllDown:
 		ev := m.log.Error()
 		if m.active != nil {
-			ev = ev.Str("pool", m.active.pool.Name).Str("reason", m.active.darkReason)
+			ev = ev.Str("pool", m.active.pool.Name).Str("reason", m.active.darkReason.String())
 		}
 		ev.Msg("no pool is live")
 		if m.opts.OnSwitch != nil && m.active != nil {
 			m.switches++
-			m.opts.OnSwitch(SwitchEvent{Seq: m.switches, At: now, From: m.active.pool.Name, Reason: m.active.darkReason})
+			m.opts.OnSwitch(SwitchEvent{Seq: m.switches, At: now, From: m.active.pool.Name, Reason: m.active.darkReason.Cause.String()})
 		}
 		m.setActive(nil)
 		m.allDown = true
@@ -488,7 +497,7 @@ func (m *Manager) decide(reason string) {
 func (m *Manager) situation(now time.Time) Situation {
 	s := Situation{Active: -1, AllDown: m.allDown, Now: now, Start: m.runStart, Pools: make([]PoolView, len(m.pools))}
 	for i, p := range m.pools {
-		s.Pools[i] = PoolView{State: p.state, LiveSince: p.liveSince, Removed: p.removed, Refused: RefusedForGood(p.downReason),
+		s.Pools[i] = PoolView{State: p.state, LiveSince: p.liveSince, Removed: p.removed, Refused: p.downReason.Cause.RefusedForGood(),
 			Strikes: p.strikes, FailbackAt: p.failbackAt}
 		if p == m.active {
 			s.Active = i
@@ -573,19 +582,6 @@ func (m *Manager) hold(p *poolRun) time.Duration {
 	return m.policy().Hold(PoolView{Strikes: p.strikes})
 }
 
-// detectionLag is how long before its detection a darkness began: a
-// submit timeout is noticed SubmitTimeout after the unanswered share was
-// sent, a job timeout JobTimeout after the last job.
-func (m *Manager) detectionLag(reason string) time.Duration {
-	switch reason {
-	case "submit_timeout", "handshake timeout", "handshake_timeout":
-		return m.opts.Session.SubmitTimeout
-	case "job_timeout":
-		return m.opts.Session.JobTimeout
-	}
-	return 0
-}
-
 // Settled reports whether every pool being connected has either sent a job
 // or failed, or the startup grace has passed: by then the pool miners start
 // on is the best one that answered, so they do not start on a backup and
@@ -633,18 +629,23 @@ func (m *Manager) setActive(p *poolRun) {
 	m.active = p
 }
 
-// reasonLabel bounds failover and state reasons to a fixed set for metrics.
+// reasonLabel bounds failover reasons to a fixed set for metrics: the
+// moves (failback, startup, recovered), the causes and the
+// states.
 func reasonLabel(r string) string {
 	switch r {
-	case "failback", "startup", "recovered", "eof", "submit_timeout", "job_timeout", "rejecting",
-		"handshake_timeout", ReasonUnauthorized, ReasonExtranonce2TooSmall, "removed", "suspect", "down",
-		"connecting", "handshaking", "stopped", "reconnect":
+	case "failback", "startup", "recovered":
 		return r
-	case "handshake timeout": // as the session reports it
-		return "handshake_timeout"
 	}
-	if len(r) > 5 && r[:5] == "dial:" {
-		return "dial"
+	for _, c := range Causes() {
+		if r == c.String() {
+			return r
+		}
+	}
+	for _, st := range States() {
+		if r == st.String() {
+			return r
+		}
 	}
 	return "error"
 }

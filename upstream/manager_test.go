@@ -3,7 +3,6 @@ package upstream
 import (
 	"context"
 	"net"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -112,10 +111,10 @@ func TestStartupSkipsRefusedPool(t *testing.T) {
 		{"unauthorized", func(pc *poolConn) {
 			pc.reply(pc.expect(stratum.MethodSubscribe), subscribeResult("f000000a", 8))
 			pc.replyErr(pc.expect(stratum.MethodAuthorize), stratum.CodeUnauthorized, "Unauthorized worker")
-		}, ReasonUnauthorized},
+		}, CauseUnauthorized.String()},
 		{"extranonce2 too small", func(pc *poolConn) {
 			pc.reply(pc.expect(stratum.MethodSubscribe), subscribeResult("f000000a", 2))
-		}, ReasonExtranonce2TooSmall},
+		}, CauseExtranonce2TooSmall.String()},
 		{"slow", func(pc *poolConn) {}, ""},
 	}
 	for _, tt := range tests {
@@ -202,7 +201,7 @@ func TestReconnectsCounted(t *testing.T) {
 	// The dark pool has been refused a dial every BackoffMax or sooner
 	// since the start: several failures, no reconnect.
 	eventually(t, "dark pool failing its dials", func() bool {
-		return strings.HasPrefix(statusOf(m, "dark").Reason, "dial: ")
+		return statusOf(m, "dark").Reason == "dial" && statusOf(m, "dark").Detail != ""
 	})
 	time.Sleep(3 * o.Session.BackoffMax)
 	if n := reconnects("dark"); n != 0 {
@@ -216,13 +215,15 @@ func TestReconnectsCounted(t *testing.T) {
 func TestReasonLabel(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{
-		ReasonUnauthorized:            "unauthorized",
-		ReasonExtranonce2TooSmall:     "extranonce2_too_small",
-		"handshake timeout":           "handshake_timeout",
-		"dial: connection refused":    "dial",
-		"eof":                         "eof",
-		"read: connection reset":      "error",
-		"malformed: undecodable line": "error",
+		CauseUnauthorized.String():        "unauthorized",
+		CauseExtranonce2TooSmall.String(): "extranonce2_too_small",
+		CauseHandshakeTimeout.String():    "handshake_timeout",
+		CauseRead.String():                "read_error",
+		CauseReconnect.String():           "reconnect",
+		"failback":                        "failback",
+		"suspect":                         "suspect",
+		"dial: connection refused":        "error", // a label never carries a detail
+		"anything else":                   "error",
 	} {
 		if got := reasonLabel(in); got != want {
 			t.Errorf("reasonLabel(%q) = %q, want %q", in, got, want)

@@ -84,7 +84,7 @@ func TestFirstJobDifficulty(t *testing.T) {
 			hsEv := rec.waitState(StateHandshaking)
 			j := rec.job()
 			live := rec.nextState()
-			if live.st != StateLive || live.reason != ReasonAuthorized {
+			if live.st != StateLive || live.reason != CauseAuthorized.String() {
 				t.Fatalf("got %v %q, want live authorized; history:\n%s", live.st, live.reason, rec.history())
 			}
 			if j.Difficulty != tt.wantDiff {
@@ -164,7 +164,7 @@ func TestReconnectedReason(t *testing.T) {
 	t.Parallel()
 	fp := newFakePool(t)
 	_, rec, _ := startSession(t, testPool(fp.url()), testOptions(t))
-	for i, want := range []string{ReasonConnected, ReasonReconnected, ReasonReconnected} {
+	for i, want := range []string{CauseConnected.String(), CauseReconnected.String(), CauseReconnected.String()} {
 		pc := fp.accept()
 		if ev := rec.waitState(StateHandshaking); ev.reason != want {
 			t.Fatalf("connection %d: handshaking %q, want %q", i+1, ev.reason, want)
@@ -189,15 +189,15 @@ func TestRefusedForGood(t *testing.T) {
 			pc := fp.accept()
 			pc.reply(pc.expect(stratum.MethodSubscribe), subscribeResult("f000000a", 8))
 			pc.replyErr(pc.expect(stratum.MethodAuthorize), 24, "Unauthorized worker")
-		}, ReasonUnauthorized},
+		}, CauseUnauthorized.String()},
 		{"extranonce2 too small at subscribe", func(t *testing.T, fp *fakePool, rec *recorder) {
 			pc := fp.accept()
 			pc.reply(pc.expect(stratum.MethodSubscribe), subscribeResult("f000000a", 2))
-		}, ReasonExtranonce2TooSmall},
+		}, CauseExtranonce2TooSmall.String()},
 		{"extranonce2 too small by set_extranonce", func(t *testing.T, fp *fakePool, rec *recorder) {
 			pc := goLive(t, fp, rec, hs{})
 			pc.send(`{"id":null,"method":"mining.set_extranonce","params":["aabbccdd",3]}`)
-		}, ReasonExtranonce2TooSmall},
+		}, CauseExtranonce2TooSmall.String()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -210,7 +210,7 @@ func TestRefusedForGood(t *testing.T) {
 			_, rec, _ := startSession(t, testPool(fp.url()), o)
 			tt.pool(t, fp, rec)
 			down := rec.waitState(StateDown)
-			if down.reason != tt.reason || !RefusedForGood(down.reason) {
+			if down.reason != tt.reason || !(down.reason == CauseUnauthorized.String() || down.reason == CauseExtranonce2TooSmall.String()) {
 				t.Fatalf("down %q, want %q; history:\n%s", down.reason, tt.reason, rec.history())
 			}
 			next := rec.waitState(StateConnecting)
@@ -219,9 +219,9 @@ func TestRefusedForGood(t *testing.T) {
 			}
 		})
 	}
-	for _, r := range []string{"eof", "dial: connection refused", "handshake timeout", "subscribe refused", ""} {
-		if RefusedForGood(r) {
-			t.Errorf("RefusedForGood(%q)", r)
+	for _, c := range Causes() {
+		if c.RefusedForGood() != (c == CauseUnauthorized || c == CauseExtranonce2TooSmall) {
+			t.Errorf("%v.RefusedForGood() = %v", c, c.RefusedForGood())
 		}
 	}
 }

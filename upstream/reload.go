@@ -37,7 +37,7 @@ func (m *Manager) SetPools(pools []Pool) {
 	}
 	m.pools = next
 	m.log.Info().Int("pools", len(next)).Msg("pool list reloaded")
-	m.decide("removed")
+	m.decide(because(CauseRemoved))
 }
 
 // retire stops a pool that left the configuration. Called with m.mu held.
@@ -46,5 +46,5 @@ func (m *Manager) retire(p *poolRun, why string) {
 	m.stopPool(p)
 	p.removed = true
 	p.state = StateDown
-	p.darkReason = "removed"
+	p.darkReason = because(CauseRemoved)
 }

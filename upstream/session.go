@@ -150,12 +150,11 @@ type Options struct {
 // Pointers passed to a Handler are valid only during the call, except *Job,
 // which is immutable and may be kept.
 type Handler interface {
-	// SessionState reports every change of state, with a short reason
-	// such as "dial: connection refused", "eof", "submit_timeout",
-	// "job_timeout", "rejecting", "handshake timeout" or one of the Reason
-	// constants ("connected", "reconnected", "authorized", "unauthorized",
-	// "extranonce2_too_small").
-	SessionState(s *Session, st State, reason string)
+	// SessionState reports every change of state with its cause (see
+	// Cause): CauseDial with the error as detail, CauseEOF,
+	// CauseSubmitTimeout with the send time of the oldest unanswered share
+	// as Since, and so on.
+	SessionState(s *Session, st State, why Why)
 	// SessionJob delivers a new job. The first job of a connection is
 	// delivered just before the SessionState(StateLive) that it enables;
 	// later ones as they arrive, while live or suspect.
@@ -439,15 +438,15 @@ func (s *Session) Run(ctx context.Context) {
 		if redirect != "" {
 			addr, redirect = redirect, ""
 		}
-		s.setStateLocked(StateConnecting, "dial")
+		s.setStateLocked(StateConnecting, because(CauseDial))
 		raw, nc, err := s.dial(ctx, addr)
 		if err != nil {
 			if ctx.Err() != nil {
 				break
 			}
-			reason := "dial: " + shortErr(err)
-			s.log.Warn().Str("remote", addr).Str("reason", reason).Msg("pool dial failed")
-			s.setStateLocked(StateDown, reason)
+			why := becauseOf(CauseDial, shortErr(err))
+			s.log.Warn().Str("remote", addr).Str("reason", why.String()).Msg("pool dial failed")
+			s.setStateLocked(StateDown, why)
 			if !sleepCtx(ctx, bo.next()) {
 				break
 			}
@@ -469,14 +468,14 @@ func (s *Session) Run(ctx context.Context) {
 			redirect = out.reconnect.addr
 			wait = max(wait, out.reconnect.wait)
 		}
-		s.log.Info().Str("reason", out.reason).Float64("elapsed_s", out.liveFor.Seconds()).
+		s.log.Info().Str("reason", out.why.String()).Float64("elapsed_s", out.liveFor.Seconds()).
 			Float64("retry_in_s", wait.Seconds()).Msg("pool connection ended")
 		if !sleepCtx(ctx, wait) {
 			break
 		}
 	}
 	s.mu.Lock()
-	s.setState(StateDown, "stopped")
+	s.setState(StateDown, because(CauseStopped))
 	s.resolveAll(stratum.ReasonUpstreamDown)
 	s.release()
 	s.mu.Unlock()
@@ -498,7 +497,7 @@ func (s *Session) release() {
 }
 
 // setState records st and reports it when it changed. s.mu must be held.
-func (s *Session) setState(st State, reason string) {
+func (s *Session) setState(st State, why Why) {
 	if s.State() == st {
 		return
 	}
@@ -508,12 +507,12 @@ func (s *Session) setState(st State, reason string) {
 	if st != StateLive && st != StateSuspect {
 		s.current.Store(nil)
 	}
-	s.h.SessionState(s, st, reason)
+	s.h.SessionState(s, st, why)
 }
 
-func (s *Session) setStateLocked(st State, reason string) {
+func (s *Session) setStateLocked(st State, why Why) {
 	s.mu.Lock()
-	s.setState(st, reason)
+	s.setState(st, why)
 	s.mu.Unlock()
 }
 

@@ -36,8 +36,8 @@ type conn struct {
 
 	// guarded by s.mu
 	failed    bool
-	reason    string
-	refused   bool // refused for good (RefusedForGood): redial after BackoffMax
+	why       Why
+	refused   bool // refused for good (Cause.RefusedForGood): redial after BackoffMax
 	reconnect *reconnectTarget
 	ctl       []byte // control lines waiting for the writer
 
@@ -56,6 +56,7 @@ type conn struct {
 	pendingJob             *Job // latest job before live, not delivered: takes later set_difficulty, extranonce, mask
 	lastJobAt, liveSince   time.Time
 	submitSuspectAt        time.Time // zero: not suspect for submit timeouts
+	darkSince              time.Time // the send time of the oldest share that timed out
 	jobSuspectAt           time.Time // zero: not suspect for job silence
 	rejectingAt            time.Time // zero: reject ratio fine
 	badLines               int
@@ -68,9 +69,9 @@ type reconnectTarget struct {
 
 // outcome is what Run needs to know about an ended connection.
 type outcome struct {
-	reason    string
+	why       Why
 	liveFor   time.Duration
-	refused   bool // RefusedForGood(reason)
+	refused   bool // why.Cause.RefusedForGood()
 	reconnect *reconnectTarget
 }
 
@@ -102,11 +103,11 @@ func (s *Session) serve(ctx context.Context, raw, nc net.Conn) outcome {
 	c.subSent = now
 	c.ctl = stratum.AppendCall(c.ctl, c.subID, stratum.MethodSubscribe, s.opts.UserAgent)
 	c.kick <- struct{}{}
-	why := ReasonConnected
+	why := CauseConnected
 	if c.serial > 1 {
-		why = ReasonReconnected
+		why = CauseReconnected
 	}
-	s.setState(StateHandshaking, why)
+	s.setState(StateHandshaking, because(why))
 	s.mu.Unlock()
 
 	var wg sync.WaitGroup
@@ -121,42 +122,42 @@ func (s *Session) serve(ctx context.Context, raw, nc net.Conn) outcome {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := outcome{reason: c.reason, refused: c.refused, reconnect: c.reconnect}
+	out := outcome{why: c.why, refused: c.refused, reconnect: c.reconnect}
 	if !c.liveSince.IsZero() {
 		out.liveFor = s.now().Sub(c.liveSince)
 	}
 	return out
 }
 
-func readReason(err error) string {
+func readReason(err error) Why {
 	switch {
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return "eof"
+		return because(CauseEOF)
 	case errors.Is(err, stratum.ErrLineTooLong):
-		return "line too long"
+		return because(CauseLineTooLong)
 	}
-	return "read: " + shortErr(err)
+	return becauseOf(CauseRead, shortErr(err))
 }
 
 // fail ends the connection once: state down, everything pending lost,
 // socket closed. s.mu must be held.
-func (c *conn) fail(reason string) {
+func (c *conn) fail(why Why) {
 	if c.failed {
 		return
 	}
 	s := c.s
 	c.failed = true
-	c.reason = reason
-	c.refused = RefusedForGood(reason)
+	c.why = why
+	c.refused = why.Cause.RefusedForGood()
 	if c.diffWait != nil {
 		c.diffWait.Stop()
 	}
 	ev := s.log.Warn()
-	if reason == "stopped" || reason == "reconnect" {
+	if why.Cause == CauseStopped || why.Cause == CauseReconnect {
 		ev = s.log.Info()
 	}
-	ev.Str("reason", reason).Int("pending", len(s.pending)).Msg("pool marked down")
-	s.setState(StateDown, reason)
+	ev.Str("reason", why.String()).Int("pending", len(s.pending)).Msg("pool marked down")
+	s.setState(StateDown, why)
 	s.resolveAll(stratum.ReasonUpstreamDown)
 	_ = c.raw.Close() // the raw socket: tls.Conn.Close could block sending close_notify
 	close(c.done)
@@ -271,7 +272,7 @@ func (c *conn) bad(what string, err error, line []byte) {
 	}
 	c.s.log.Warn().Err(err).Bytes("line", line).Int("in_a_row", c.badLines).Msg(what)
 	if c.badLines >= maxBadLines {
-		c.fail("malformed: " + what)
+		c.fail(becauseOf(CauseMalformed, what))
 	}
 }
 
@@ -364,13 +365,13 @@ func (c *conn) subscribeAnswer(m *stratum.Message, now time.Time) {
 	if m.Error != nil {
 		code, msg := stratum.ErrorParam(m.Error)
 		s.log.Warn().Int("code", code).Str("message", msg).Msg("mining.subscribe refused")
-		c.fail("subscribe refused")
+		c.fail(because(CauseSubscribeRefused))
 		return
 	}
 	en1, size, err := stratum.ParseSubscribeResult(m.Result)
 	if err != nil {
 		s.log.Warn().Err(err).Bytes("result", m.Result).Msg("bad mining.subscribe answer")
-		c.fail("subscribe: bad answer")
+		c.fail(becauseOf(CauseSubscribeRefused, "bad answer"))
 		return
 	}
 	if size < s.opts.MinExtranonce2Size {
@@ -392,7 +393,7 @@ func (c *conn) subscribeAnswer(m *stratum.Message, now time.Time) {
 func (c *conn) en2TooSmall(method string, size int) {
 	c.s.log.Error().Str("method", method).Int("en2_size", size).Int("en2_size_needed", c.s.opts.MinExtranonce2Size).
 		Msg("pool refused: its extranonce2 is smaller than needed")
-	c.fail(ReasonExtranonce2TooSmall)
+	c.fail(because(CauseExtranonce2TooSmall))
 }
 
 func (c *conn) configureAnswer(m *stratum.Message) {
@@ -421,7 +422,7 @@ func (c *conn) authorizeAnswer(m *stratum.Message, now time.Time) {
 	if m.Error != nil || !stratum.IsTrue(m.Result) {
 		code, msg := stratum.ErrorParam(m.Error)
 		s.log.Error().Str("worker", s.pool.User).Int("code", code).Str("message", msg).Msg("pool refused authorization")
-		c.fail(ReasonUnauthorized)
+		c.fail(because(CauseUnauthorized))
 		return
 	}
 	c.authorized = true
@@ -467,7 +468,7 @@ func (c *conn) notify(m *stratum.Message) {
 		s.h.SessionJob(s, j)
 		if !c.jobSuspectAt.IsZero() {
 			c.jobSuspectAt = time.Time{}
-			c.maybeLive("job_received")
+			c.maybeLive(CauseJobReceived)
 		}
 	}
 }
@@ -512,7 +513,7 @@ func (c *conn) clientReconnect(m *stratum.Message, line []byte) {
 	t.wait = min(time.Duration(r.WaitSeconds)*time.Second, maxReconnectWait)
 	c.reconnect = t
 	s.log.Info().Str("remote", t.addr).Float64("wait_s", t.wait.Seconds()).Msg("pool asked to reconnect")
-	c.fail("reconnect")
+	c.fail(because(CauseReconnect))
 }
 
 // maxDiffGrace bounds diffGrace.
@@ -564,7 +565,7 @@ func (c *conn) tryLive() {
 	c.liveSince, c.lastJobAt = now, now
 	s.current.Store(j)
 	s.h.SessionJob(s, j)
-	s.setState(StateLive, ReasonAuthorized)
+	s.setState(StateLive, because(CauseAuthorized))
 	s.log.Info().Str("job_id", j.Notify.JobID).Float64("difficulty", j.Difficulty).Msg("pool live")
 }
 
@@ -600,7 +601,7 @@ func (c *conn) writeLoop() {
 		buf = buf[:0]
 		if err != nil {
 			s.mu.Lock()
-			c.fail("write: " + shortErr(err))
+			c.fail(becauseOf(CauseWrite, shortErr(err)))
 			s.mu.Unlock()
 			return
 		}
@@ -682,7 +683,7 @@ func (c *conn) healthLoop(ctx context.Context) {
 			return
 		case <-ctx.Done():
 			s.mu.Lock()
-			c.fail("stopped")
+			c.fail(because(CauseStopped))
 			s.mu.Unlock()
 			return
 		case <-t.C:

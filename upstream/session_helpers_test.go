@@ -313,7 +313,8 @@ func (r *recorder) note(format string, args ...any) {
 	r.mu.Unlock()
 }
 
-func (r *recorder) SessionState(s *Session, st State, reason string) {
+func (r *recorder) SessionState(s *Session, st State, why Why) {
+	reason := why.String()
 	if s.State() != st {
 		r.t.Errorf("SessionState(%v) while State() = %v", st, s.State())
 	}

@@ -348,7 +348,7 @@ func TestSilentPool(t *testing.T) {
 	hsEv := rec.waitState(StateHandshaking)
 	pc.expect(stratum.MethodSubscribe)
 	down := rec.nextState()
-	if down.st != StateDown || down.reason != "handshake timeout" {
+	if down.st != StateDown || down.reason != "handshake_timeout: subscribe" {
 		t.Fatalf("got %v %q, want down handshake timeout", down.st, down.reason)
 	}
 	if el := down.at.Sub(hsEv.at); el < o.SubmitTimeout-slack || el > o.SubmitTimeout+lateOK {
@@ -377,13 +377,13 @@ func TestHandshakeFailures(t *testing.T) {
 		{"authorize unanswered", func(o *Options) { o.SubmitTimeout = shortTimeout }, func(pc *poolConn) {
 			pc.reply(pc.expect(stratum.MethodSubscribe), subscribeResult("f000000a", 8))
 			pc.expect(stratum.MethodAuthorize)
-		}, "handshake timeout"},
+		}, "handshake_timeout: authorize"},
 		{"subscribe refused", nil, func(pc *poolConn) {
 			pc.replyErr(pc.expect(stratum.MethodSubscribe), 20, "go away")
-		}, "subscribe refused"},
+		}, "subscribe_refused"},
 		{"subscribe bad answer", nil, func(pc *poolConn) {
 			pc.reply(pc.expect(stratum.MethodSubscribe), `[[],"xyz",4]`)
-		}, "subscribe: bad answer"},
+		}, "subscribe_refused: bad answer"},
 		{"extranonce2 too small", func(o *Options) { o.MinExtranonce2Size = 4 }, func(pc *poolConn) {
 			pc.reply(pc.expect(stratum.MethodSubscribe), subscribeResult("f000000a", 2))
 		}, "extranonce2_too_small"},
@@ -393,7 +393,7 @@ func TestHandshakeFailures(t *testing.T) {
 		}, "job_timeout"},
 		{"overlong line", nil, func(pc *poolConn) {
 			pc.send(`{"id":null,"method":"client.show_message","params":["` + strings.Repeat("a", stratum.DefaultMaxPoolLineLen) + `"]}`)
-		}, "line too long"},
+		}, "line_too_long"},
 		{"garbage lines", nil, func(pc *poolConn) {
 			pc.send("hello", "{", `{"id":1}`, "[]", "not json")
 		}, "malformed: undecodable line"},
@@ -832,9 +832,9 @@ func appendUint(b []byte, x uint64) []byte { return strconv.AppendUint(b, x, 10)
 
 type nopHandler struct{}
 
-func (nopHandler) SessionState(*Session, State, string) {}
-func (nopHandler) SessionJob(*Session, *Job)            {}
-func (nopHandler) SessionResult(*Session, *Result)      {}
+func (nopHandler) SessionState(*Session, State, Why) {}
+func (nopHandler) SessionJob(*Session, *Job)         {}
+func (nopHandler) SessionResult(*Session, *Result)   {}
 
 // TestQueuedSubmitsLostOnDown fills the queue behind a writer blocked on a
 // pool that stopped reading; when the pool hangs up, every accepted
