@@ -57,8 +57,8 @@ func benchMiner(tb testing.TB, poolDiff float64) (*miner, *laneJob) {
 type nopHandler struct{}
 
 func (nopHandler) SessionState(*upstream.Session, upstream.State, upstream.Why) {}
-func (nopHandler) SessionJob(*upstream.Session, *upstream.Job)            {}
-func (nopHandler) SessionResult(*upstream.Session, *upstream.Result)      {}
+func (nopHandler) SessionJob(*upstream.Session, *upstream.Job)                  {}
+func (nopHandler) SessionResult(*upstream.Session, *upstream.Result)            {}
 
 // BenchmarkSubmitPath measures one mining.submit through the miner side:
 // decode, job lookup, full share validation, duplicate check and the
