@@ -31,6 +31,7 @@ type miner struct {
 
 	connected   time.Time
 	closeReason string
+	awaitProxy  bool // Options.ProxyProtocol: the PROXY header is not read yet (see readProxyHeader)
 
 	subscribed bool
 	authorized bool

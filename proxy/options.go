@@ -21,6 +21,7 @@ type Options struct {
 	PrefixBytes          int           // P: bytes of the per-miner extranonce1 prefix
 	PerWorker            bool          // worker_mode = "per-worker"
 	DisconnectWhenDown   bool          // when_all_down = "disconnect"
+	ProxyProtocol        bool          // server.proxy_protocol: every connection starts with a PROXY v1/v2 header (see proxyproto.go)
 
 	Vardiff Vardiff // may be changed at run time with Server.SetVardiff
 

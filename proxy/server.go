@@ -251,7 +251,9 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		s.ctr.limit(limitMaxConnections)
 		return nil, gnet.Close
 	}
-	if !s.admitIP(ip) {
+	// With PROXY protocol the miner's address is counted once its header
+	// names it (readProxyHeader).
+	if !s.opts.ProxyProtocol && !s.admitIP(ip) {
 		s.ctr.limit(limitPerIP)
 		return nil, gnet.Close
 	}
@@ -265,6 +267,9 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		remote:    c.RemoteAddr().String(),
 		connected: time.Now(),
 		scratch:   &lp.scr,
+	}
+	if s.opts.ProxyProtocol {
+		m.ip, m.awaitProxy = "", true
 	}
 	vd := s.vardiff()
 	m.vdiff = clamp(vd.Initial, vd.Min, vd.Max)
@@ -284,7 +289,9 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 	}
 	c.SetContext(nil)
 	delete(m.loop.miners, m)
-	s.releaseIP(m.ip)
+	if m.ip != "" { // "": not counted yet (PROXY header unread) or refused
+		s.releaseIP(m.ip)
+	}
 	if m.lane != nil {
 		m.lane.releasePrefix(m.prefix, m.accepted > 0)
 	}
@@ -322,8 +329,17 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	}
 	buf, _ := c.Peek(c.InboundBuffered())
 	lp := m.loop
-	out := lp.out[:0]
 	used := 0
+	if m.awaitProxy {
+		n, closing := s.readProxyHeader(c, m, buf)
+		if closing {
+			return gnet.Close
+		} else if n == 0 {
+			return gnet.None // the header is not all in yet
+		}
+		used = n
+	}
+	out := lp.out[:0]
 	action := gnet.None
 	for {
 		line, n, err := stratum.NextLine(buf[used:], s.opts.MaxLineBytes)
@@ -344,7 +360,9 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 			break
 		}
 	}
-	_, _ = c.Discard(used)
+	if used > 0 { // NOTE: gnet's Discard(0) discards everything, a partial line too
+		_, _ = c.Discard(used)
+	}
 	if len(out) > 0 {
 		_, _ = c.Write(out)
 	}
