@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"sync"
 	"time"
 
@@ -33,6 +34,11 @@ type App struct {
 	started time.Time
 	version string
 	history *History
+	farm    *FarmHistory
+	// timeline hears the pool manager's switches; miners answers the
+	// miners API and the status page's census.
+	timeline *Timeline
+	miners   *proxy.MinerIndex
 
 	mu  sync.Mutex
 	cfg *config.Config
@@ -78,14 +84,21 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, version 
 		met.InitPool(p.Name)
 	}
 	a := &App{Metrics: met, Registry: reg, log: log, started: time.Now(), version: version, cfg: cfg, proxyDone: make(chan struct{}),
-		history: NewHistory(o.historyInterval, DefaultHistoryWindow)}
+		history: NewHistory(o.historyInterval, DefaultHistoryWindow), farm: NewFarmHistory(0), timeline: NewTimeline(0)}
 
 	popts := ProxyOptions(cfg, log, met, version)
 	if cfg.Metrics.PerWorker {
 		popts.Workers = metrics.NewWorkers(reg, 0)
 	}
 	a.Proxy = proxy.New(popts, nil)
-	a.Pools = upstream.NewManager(pools, ManagerOptions(cfg, log, met), a.Proxy)
+	groupOf, err := cfg.Metrics.GroupBy.Func()
+	if err != nil {
+		return nil, fmt.Errorf("metrics.group_by: %w", err)
+	}
+	a.miners = proxy.NewMinerIndex(a.Proxy.MinerRows, proxy.ProblemRules{Target: cfg.Difficulty.TargetShareInterval.Duration()}, groupOf)
+	mopts := ManagerOptions(cfg, log, met)
+	mopts.OnSwitch = a.timeline.Record
+	a.Pools = upstream.NewManager(pools, mopts, a.Proxy)
 	a.Proxy.SetUpstream(a.Pools)
 
 	// The proxy stops first (Stop), the pools only once forwarded shares
@@ -93,9 +106,10 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, version 
 	rest, stopRest := context.WithCancel(context.WithoutCancel(ctx))
 	px, stopProxy := context.WithCancel(rest)
 	a.stopProxy, a.stopRest = stopProxy, stopRest
-	a.wg.Add(2)
+	a.wg.Add(3)
 	go func() { defer a.wg.Done(); a.Pools.Run(rest) }()
 	go func() { defer a.wg.Done(); a.sampleHistory(rest) }()
+	go func() { defer a.wg.Done(); a.observeMiners(rest) }()
 	a.awaitPools(ctx)
 	go func() {
 		defer close(a.proxyDone)
@@ -123,6 +137,7 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, version 
 			Healthy:           a.Pools.Live,
 			Status:            func() any { return a.Status() },
 			Miners:            func() any { return a.Proxy.MinerRows() },
+			MinersQuery:       a.MinersQuery,
 			BearerToken:       m.BearerToken,
 			BasicAuthUser:     m.BasicAuthUser,
 			BasicAuthPassword: m.BasicAuthPassword,
@@ -183,6 +198,11 @@ func (a *App) Reload(cfg *config.Config) (needRestart []string, err error) {
 	a.mu.Unlock()
 	needRestart = restartKeys(old, cfg)
 	a.Proxy.SetVardiff(Vardiff(cfg.Difficulty))
+	if old.Metrics.GroupBy != cfg.Metrics.GroupBy {
+		if f, err := cfg.Metrics.GroupBy.Func(); err == nil { // Load validated it
+			a.miners.SetGroupBy(f)
+		}
+	}
 	a.Pools.SetPools(pools)
 	return needRestart, nil
 }
@@ -205,6 +225,36 @@ type Status struct {
 	// History is the hashrate credited by each pool over the last 30
 	// minutes (see History).
 	History HistoryView `json:"history"`
+	// AllDown is set while no pool is live: miners have no work.
+	AllDown bool `json:"all_down"`
+	// Farm is the farm at a glance: hashrate, reject and lost ratios over
+	// 5 minutes, an hour and a day, and miners mining or idle.
+	Farm FarmStatus `json:"farm"`
+	// Failback is set while a pool ranked above the active one is live
+	// and waits out failback_after before miners return to it.
+	Failback *FailbackStatus `json:"failback,omitempty"`
+	// Timeline is the latest switches between pools, newest first.
+	Timeline []TimelineEvent `json:"timeline"`
+}
+
+// FarmStatus is the "farm" field of /api/v1/status.
+type FarmStatus struct {
+	// Windows are 5 min, 1 h and 24 h (FarmWindows).
+	Windows []WindowRate `json:"windows"`
+	// Miners counts the connected miners: mining (a share within 3 × their
+	// target interval), idle (the others) and problem miners.
+	Miners proxy.Census `json:"miners"`
+}
+
+// FailbackStatus is a healed pool waiting to take the miners back.
+type FailbackStatus struct {
+	Pool      string    `json:"pool"`
+	LiveSince time.Time `json:"live_since"`
+	// AfterSeconds is failback_after; RemainingSeconds what is left of it.
+	// A pool that went dark again soon after an earlier failback waits
+	// twice as long for each time (up to 16 ×), which is not shown here.
+	AfterSeconds     float64 `json:"after_seconds"`
+	RemainingSeconds float64 `json:"remaining_seconds"`
 }
 
 // PoolStatus is one pool in /api/v1/status: its state from the pool
@@ -257,7 +307,14 @@ func (a *App) Status() Status {
 			HashrateHs: latest[p.Name],
 		})
 	}
+	now := time.Now()
 	st := Status{
+		AllDown:  !a.Pools.Live(),
+		Timeline: a.timeline.Events(),
+		Farm: FarmStatus{
+			Windows: a.farm.Rates(a.farmReading(now)),
+			Miners:  a.miners.Census(now),
+		},
 		Version:         a.version,
 		UptimeSeconds:   time.Since(a.started).Seconds(),
 		ActivePool:      a.Pools.Active(),
@@ -273,7 +330,64 @@ func (a *App) Status() Status {
 		e := st.CreditedDifficulty / st.MinerDifficulty
 		st.CreditEfficiency = &e
 	}
+	a.mu.Lock()
+	after := a.cfg.Failover.FailbackAfter.Duration()
+	a.mu.Unlock()
+	st.Failback = failbackOf(ps, after, now)
 	return st
+}
+
+// failbackOf finds the best-ranked live pool above the active one: the one
+// miners return to once it has been live for after.
+func failbackOf(ps []upstream.PoolStatus, after time.Duration, now time.Time) *FailbackStatus {
+	for _, p := range ps {
+		if p.Active {
+			return nil // every pool above it is not live
+		}
+		if p.State == upstream.StateLive.String() && !p.LiveSince.IsZero() {
+			left := after - now.Sub(p.LiveSince)
+			return &FailbackStatus{Pool: p.Name, LiveSince: p.LiveSince, AfterSeconds: after.Seconds(),
+				RemainingSeconds: max(0, left.Seconds())}
+		}
+	}
+	return nil
+}
+
+// MinersQuery answers /api/v1/miners with a query string (see
+// proxy.ParseMinerQuery): one page of miners, grouped, problems first.
+func (a *App) MinersQuery(v url.Values) (any, error) {
+	q, err := proxy.ParseMinerQuery(v)
+	if err != nil {
+		return nil, err
+	}
+	return a.miners.Query(q, time.Now()), nil
+}
+
+// farmReading reads the farm's running totals now.
+func (a *App) farmReading(now time.Time) FarmReading {
+	r := FarmReading{At: now}
+	for _, c := range sumByPool(a.Metrics.CreditedDifficulty, nil) {
+		r.Credited += c
+	}
+	by := sumByLabel(a.Metrics.Shares, "result")
+	r.Accepted, r.Rejected, r.Lost = by[metrics.ResultAccepted], by[metrics.ResultRejected], by[metrics.ResultLost]
+	return r
+}
+
+// observeMiners has the miner index track reconnects every few seconds
+// until ctx is done.
+func (a *App) observeMiners(ctx context.Context) {
+	every := min(5*time.Second, a.history.Interval())
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			a.miners.Observe(now)
+		}
+	}
 }
 
 // counterValue reads a counter.
@@ -291,12 +405,14 @@ func (a *App) sampleHistory(ctx context.Context) {
 	t := time.NewTicker(a.history.Interval())
 	defer t.Stop()
 	a.history.Record(time.Now(), sumByPool(a.Metrics.CreditedDifficulty, nil))
+	a.farm.Record(a.farmReading(time.Now()))
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
 			a.history.Record(now, sumByPool(a.Metrics.CreditedDifficulty, nil))
+			a.farm.Record(a.farmReading(now))
 		}
 	}
 }

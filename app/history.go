@@ -233,3 +233,150 @@ func sumByPool(c prometheus.Collector, keep func(labels map[string]string) bool)
 	}
 	return out
 }
+
+// Farm totals windows: the hashrate over each is on the status page.
+var FarmWindows = []time.Duration{5 * time.Minute, time.Hour, 24 * time.Hour}
+
+// farmStep is the time between the readings FarmHistory keeps: 24 hours
+// of them are 1441 readings.
+const farmStep = time.Minute
+
+// FarmReading is one reading of the farm's running totals: the difficulty
+// the pools credited, and the miners' shares by switchyard's verdict.
+type FarmReading struct {
+	At                       time.Time
+	Credited                 float64
+	Accepted, Rejected, Lost float64
+}
+
+// FarmHistory keeps a reading of the farm's totals every minute for the
+// longest of FarmWindows, in a fixed ring (about 60 KB), to give rates
+// over each window: the difference between now and the oldest reading
+// inside the window, over the time between them. It is safe for
+// concurrent use.
+type FarmHistory struct {
+	mu   sync.Mutex
+	ring []FarmReading // oldest first once rotated from next
+	next int
+	n    int // capacity
+	step time.Duration
+}
+
+// NewFarmHistory returns a FarmHistory with one reading per step (<= 0:
+// a minute) over the longest FarmWindow.
+func NewFarmHistory(step time.Duration) *FarmHistory {
+	if step <= 0 {
+		step = farmStep
+	}
+	longest := FarmWindows[len(FarmWindows)-1]
+	return &FarmHistory{step: step, n: int(longest/step) + 1}
+}
+
+// Record keeps r when a step has passed since the newest reading kept (the
+// first reading is always kept); readings at or before the newest are
+// ignored.
+func (f *FarmHistory) Record(r FarmReading) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if last, ok := f.newest(); ok && r.At.Sub(last.At) < f.step {
+		return
+	}
+	if len(f.ring) < f.n {
+		f.ring = append(f.ring, r)
+		return
+	}
+	f.ring[f.next] = r
+	f.next = (f.next + 1) % f.n
+}
+
+func (f *FarmHistory) newest() (FarmReading, bool) {
+	if len(f.ring) == 0 {
+		return FarmReading{}, false
+	}
+	if len(f.ring) < f.n {
+		return f.ring[len(f.ring)-1], true
+	}
+	return f.ring[(f.next+f.n-1)%f.n], true
+}
+
+// Base returns the oldest reading no older than window before cur.At:
+// what cur is compared with for the rate over window. ok is false when no
+// reading is older than cur.
+func (f *FarmHistory) Base(cur FarmReading, window time.Duration) (FarmReading, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	from := cur.At.Add(-window)
+	n := len(f.ring)
+	start := 0
+	if n == f.n {
+		start = f.next
+	}
+	for k := 0; k < n; k++ {
+		r := f.ring[(start+k)%n]
+		if !r.At.Before(from) && r.At.Before(cur.At) {
+			return r, true
+		}
+	}
+	return FarmReading{}, false
+}
+
+// WindowRate is the farm's hashrate over one of FarmWindows.
+type WindowRate struct {
+	WindowSeconds float64 `json:"window_seconds"`
+	// CoveredSeconds is the time the rate is measured over: the window, or
+	// less while switchyard has run for less.
+	CoveredSeconds float64 `json:"covered_seconds"`
+	// HashrateHs is the difficulty the pools credited over that time,
+	// × 2^32 per second.
+	HashrateHs float64 `json:"hashrate_hs"`
+	// RejectRatio and LostRatio are the miners' shares over that time that
+	// switchyard rejected or lost (no pool could take them), of all the
+	// shares they sent; 0 without shares.
+	RejectRatio float64 `json:"reject_ratio"`
+	LostRatio   float64 `json:"lost_ratio"`
+}
+
+// Rates gives the rates over each of FarmWindows up to cur.
+func (f *FarmHistory) Rates(cur FarmReading) []WindowRate {
+	out := make([]WindowRate, 0, len(FarmWindows))
+	for _, w := range FarmWindows {
+		r := WindowRate{WindowSeconds: w.Seconds()}
+		if b, ok := f.Base(cur, w); ok {
+			r.CoveredSeconds = cur.At.Sub(b.At).Seconds()
+			r.HashrateHs = Hashrate(cur.Credited-b.Credited, r.CoveredSeconds)
+			acc, rej, lost := cur.Accepted-b.Accepted, cur.Rejected-b.Rejected, cur.Lost-b.Lost
+			if all := acc + rej + lost; all > 0 {
+				r.RejectRatio, r.LostRatio = rej/all, lost/all
+			}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// sumByLabel adds up the values of c's series by the value of label.
+func sumByLabel(c prometheus.Collector, label string) map[string]float64 {
+	ch := make(chan prometheus.Metric, 64)
+	go func() {
+		c.Collect(ch)
+		close(ch)
+	}()
+	out := map[string]float64{}
+	for m := range ch {
+		var d dto.Metric
+		if m.Write(&d) != nil {
+			continue
+		}
+		for _, l := range d.GetLabel() {
+			if l.GetName() == label {
+				switch {
+				case d.GetCounter() != nil:
+					out[l.GetValue()] += d.GetCounter().GetValue()
+				case d.GetGauge() != nil:
+					out[l.GetValue()] += d.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return out
+}

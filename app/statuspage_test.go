@@ -6,24 +6,35 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"image/png"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"switchyard/app"
 	"switchyard/config"
 	"switchyard/internal/race"
+	"switchyard/metrics"
+	"switchyard/proxy"
 	"switchyard/sim"
+	"switchyard/upstream"
 )
 
 // chromiumPath is where Debian's chromium package puts the browser.
@@ -316,3 +327,294 @@ func distinctY(points []string) map[string]bool {
 	}
 	return ys
 }
+
+// farmMiners is how many simulated rows the farm page test serves.
+const farmMiners = 100_000
+
+// farmRows makes n miner rows like a farm's: racks of 50 ("rack042.s19-…"),
+// one in 1,000 rejecting, one in 1,000 silent.
+func farmRows(n int, now time.Time) []proxy.MinerRow {
+	rows := make([]proxy.MinerRow, n)
+	for i := range rows {
+		r := &rows[i]
+		r.Worker = fmt.Sprintf("rack%03d.s19-%05d", i/50, i)
+		r.Remote = fmt.Sprintf("10.%d.%d.%d:4028", i>>16&255, i>>8&255, i&255)
+		r.Agent = "bmminer/2.0.0"
+		r.Difficulty = 65536
+		r.HashrateHs = 100e12 + float64(i%97)*1e11
+		r.Accepted = uint64(1000 + i%500)
+		r.Submitted = r.Accepted
+		r.LastShare = now.Add(-time.Duration(i%20) * time.Second)
+		r.ConnectedSecs = 86400
+		r.Lane = i % 8
+		switch i % 1000 {
+		case 7:
+			r.Rejected = r.Accepted / 5
+			r.Submitted += r.Rejected
+		case 500:
+			r.LastShare = now.Add(-time.Hour)
+		}
+	}
+	return rows
+}
+
+// allDownStatus is /api/v1/status of a farm of farmMiners whose two pools
+// are both dark: the backup failed too, after a failover from the primary.
+func allDownStatus(now time.Time, census proxy.Census) app.Status {
+	eff := 0.97
+	took := 3.4
+	pool := func(name string, rank int, reason string, dark time.Duration) app.PoolStatus {
+		return app.PoolStatus{PoolStatus: upstream.PoolStatus{Name: name, URL: "stratum+tcp://" + name + ".example:3333", Rank: rank,
+			State: "connecting", Reason: reason, DarkSince: now.Add(-dark)}, Forwarded: 9e6, Accepted: 8.9e6, Rejected: 5e4, Lost: 1200}
+	}
+	return app.Status{
+		Version: "test", UptimeSeconds: 86400 * 3,
+		Pools:  []app.PoolStatus{pool("primary", 0, "submit_timeout", 5*time.Minute), pool("backup", 1, "dial: connection refused", 2*time.Minute)},
+		Miners: proxy.Summary{Connected: farmMiners, Lanes: 8}, CreditedDifficulty: 9e12, MinerDifficulty: 9.3e12, CreditEfficiency: &eff,
+		AllDown: true,
+		Farm: app.FarmStatus{Miners: census, Windows: []app.WindowRate{
+			{WindowSeconds: 300, CoveredSeconds: 300, HashrateHs: 2e18, RejectRatio: 0.004, LostRatio: 0.02},
+			{WindowSeconds: 3600, CoveredSeconds: 3600, HashrateHs: 9.5e18, RejectRatio: 0.004, LostRatio: 0.003},
+			{WindowSeconds: 86400, CoveredSeconds: 86400, HashrateHs: 1e19, RejectRatio: 0.003, LostRatio: 0.0005},
+		}},
+		Timeline: []app.TimelineEvent{
+			{At: now.Add(-2 * time.Minute), From: "backup", To: "", Reason: "eof"},
+			{At: now.Add(-5 * time.Minute), From: "primary", To: "backup", Reason: "submit_timeout", DarkSeconds: 3, SwitchSeconds: &took, Lanes: 8},
+		},
+		History: app.HistoryView{IntervalSeconds: 10, WindowSeconds: 1800, Series: []app.HistorySeries{
+			{Pool: "primary", Points: [][2]float64{}}, {Pool: "backup", Points: [][2]float64{}}}},
+	}
+}
+
+// countingHandler records, per request, the path with its query, the
+// bytes of the body sent (compressed, as on the wire) and when the answer
+// was complete.
+type countingHandler struct {
+	next http.Handler
+	mu   sync.Mutex
+	reqs []servedRequest
+}
+
+type servedRequest struct {
+	url   string
+	bytes int
+	start time.Time
+	done  time.Time
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	n int
+}
+
+func (w *countingWriter) Write(b []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(b)
+	w.n += n
+	return n, err
+}
+
+func (h *countingHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	cw := &countingWriter{ResponseWriter: w}
+	h.next.ServeHTTP(cw, r)
+	h.mu.Lock()
+	h.reqs = append(h.reqs, servedRequest{url: r.URL.RequestURI(), bytes: cw.n, start: start, done: time.Now()})
+	h.mu.Unlock()
+}
+
+func (h *countingHandler) served() []servedRequest {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.reqs)
+}
+
+// TestStatusPageFarmInChromium loads the status page in headless Chromium
+// against a farm of 100,000 simulated miners with every pool down (a fake
+// status source; the miners API is the real MinerIndex over the rows). It
+// checks that the page never asks for every miner, that each refresh
+// (status + one page of miners) sends less than 200 KB, that the page has
+// its data rendered within a second of being served, and that the red
+// banner shows, in the DOM and in the screenshot's pixels. A phone-width
+// screenshot is taken too. Set SWITCHYARD_SCREENSHOT_DIR to keep them.
+func TestStatusPageFarmInChromium(t *testing.T) {
+	if race.Enabled {
+		t.Skip("the browser checks rendering, not races; the plain run covers it")
+	}
+	bin := findChromium(t)
+	now := time.Now()
+	rows := farmRows(farmMiners, now)
+	idx := proxy.NewMinerIndex(func() []proxy.MinerRow { return slices.Clone(rows) }, proxy.ProblemRules{}, func(w string) string {
+		g, _, _ := strings.Cut(w, ".")
+		return g
+	})
+	idx.Observe(now)
+	var fullList atomic.Int64
+	h := &countingHandler{next: metrics.Handler(prometheus.NewRegistry(), metrics.HandlerOptions{
+		Status: func() any { return allDownStatus(time.Now(), idx.Census(time.Now())) },
+		Miners: func() any { fullList.Add(1); return rows },
+		MinersQuery: func(v url.Values) (any, error) {
+			q, err := proxy.ParseMinerQuery(v)
+			if err != nil {
+				return nil, err
+			}
+			return idx.Query(q, time.Now()), nil
+		},
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- metrics.Serve(ctx, ln, h) }()
+	t.Cleanup(func() { cancel(); <-served })
+	pageURL := "http://" + ln.Addr().String() + "/"
+
+	shotDir := t.TempDir()
+	shot, phone := filepath.Join(shotDir, "all-down.png"), filepath.Join(shotDir, "phone.png")
+	shotDone := make(chan error, 2)
+	go func() { shotDone <- chromium(io.Discard, bin, pageURL, shotDir, "--screenshot="+shot) }()
+	phoneDir := t.TempDir()
+	go func() {
+		shotDone <- chromium(io.Discard, bin, pageURL, phoneDir, "--screenshot="+phone, "--window-size=390,1400")
+	}()
+	shotsWaited := 0
+	defer func() {
+		for ; shotsWaited < 2; shotsWaited++ {
+			<-shotDone
+		}
+	}()
+	// Three refreshes at least (one every 5 s of the page's virtual time).
+	domStart := time.Now()
+	dom := runChromium(t, bin, pageURL, "--dump-dom", "--virtual-time-budget=16000")
+	t.Logf("chromium loaded and dumped the page in %s (browser start included)", time.Since(domStart).Round(time.Millisecond))
+
+	if m := regexp.MustCompile(`<div id="error"[^>]*>([^<]*)</div>`).FindStringSubmatch(dom); m == nil || m[1] != "" {
+		t.Fatalf("page shows an error: %q", m)
+	}
+	body, _, _ := strings.Cut(dom, "<script>")
+	if !regexp.MustCompile(`<div id="banner" role="alert" data-show="true" style="display: block;"><strong>No pool is live</strong><span id="banner-text">Miners have no work\. primary: connecting \(submit_timeout\)`).MatchString(body) {
+		t.Errorf("no visible banner for the all-pools-down state:\n%s", tail(body, 3000))
+	}
+	if n := strings.Count(body, `<tr class="miner`); n != 50 {
+		t.Errorf("%d miner rows rendered, want one page of 50", n)
+	}
+	// Problem miners first: the page's first rows are the rejecting and the silent ones.
+	first := regexp.MustCompile(`<tr class="miner problem" data-worker="([^"]+)">`).FindAllStringSubmatch(body, -1)
+	if len(first) != 200 && len(first) != 50 {
+		if len(first) == 0 || !strings.Contains(body, `<span class="prob">rejecting</span>`) || !strings.Contains(body, `<span class="prob">no shares</span>`) {
+			t.Errorf("problem miners not first: %d problem rows", len(first))
+		}
+	}
+	if !strings.Contains(body, `<tr class="pool dark" data-pool="primary"`) || !strings.Contains(body, "dark · redialling (submit_timeout)") {
+		t.Errorf("the dark primary is not shown red as redialled")
+	}
+	if !strings.Contains(body, `<tr class="switch" data-reason="submit_timeout"><td>`) || !strings.Contains(body, "<td>no pool live</td>") {
+		t.Errorf("timeline lacks the failover or the move to no pool")
+	}
+	if !strings.Contains(body, `data-group="rack000"`) || !strings.Contains(body, "· 2,000 (problems first, 100 shown)") {
+		t.Errorf("groups not shown: %s", regexp.MustCompile(`<span id="group-count"[^>]*>[^<]*`).FindString(body))
+	}
+	refreshes, _ := strconv.Atoi(regexp.MustCompile(`data-refreshes="(\d+)"`).FindStringSubmatch(body + `data-refreshes="0"`)[1])
+	renderMs, _ := strconv.ParseFloat(regexp.MustCompile(`data-render-ms="([0-9.]+)"`).FindStringSubmatch(body + `data-render-ms="0"`)[1], 64)
+	if refreshes < 2 {
+		t.Errorf("the page refreshed %d times, want ≥ 2", refreshes)
+	}
+	if renderMs >= 1000 {
+		t.Errorf("rendering one refresh took %.1f ms in the page, want < 1 s", renderMs)
+	}
+
+	// What the server sent: never the full list; per refresh < 200 KB; the
+	// first data in place within a second of the page being served.
+	if n := fullList.Load(); n != 0 {
+		t.Errorf("the page fetched every miner %d times", n)
+	}
+	var page servedRequest
+	var statuses, pages []servedRequest
+	for _, r := range h.served() {
+		switch {
+		case r.url == "/":
+			if page.url == "" {
+				page = r
+			}
+		case r.url == "/api/v1/status":
+			statuses = append(statuses, r)
+		case strings.HasPrefix(r.url, "/api/v1/miners?"):
+			pages = append(pages, r)
+		}
+	}
+	n := min(len(statuses), len(pages))
+	if n < 2 {
+		t.Fatalf("served %d status and %d miners requests, want ≥ 2 refreshes", len(statuses), len(pages))
+	}
+	maxBytes := 0
+	for i := range n {
+		maxBytes = max(maxBytes, statuses[i].bytes+pages[i].bytes)
+	}
+	firstData := statuses[0].done.Sub(page.start)
+	if d := pages[0].done.Sub(page.start); d > firstData {
+		firstData = d
+	}
+	t.Logf("farm of %d miners: page %d bytes; per refresh at most %d bytes (status %d + miners %d); page served to first data sent %s; render %.1f ms; %d refreshes",
+		farmMiners, page.bytes, maxBytes, statuses[0].bytes, pages[0].bytes, firstData.Round(time.Millisecond), renderMs, refreshes)
+	if maxBytes >= 200_000 {
+		t.Errorf("a refresh transferred %d bytes, want < 200 KB", maxBytes)
+	}
+	if firstData >= time.Second {
+		t.Errorf("first data sent %s after the page, want < 1 s", firstData)
+	}
+
+	for ; shotsWaited < 2; shotsWaited++ {
+		if err := <-shotDone; err != nil {
+			t.Fatalf("screenshot: %v", err)
+		}
+	}
+	if red := redRows(t, shot, 400); red < 20 {
+		t.Errorf("screenshot %s: %d rows of banner red in the top 400 px, want a banner", shot, red)
+	} else {
+		t.Logf("screenshot %s: banner red on %d pixel rows", shot, red)
+	}
+	if red := redRows(t, phone, 600); red < 20 {
+		t.Errorf("phone screenshot %s: %d rows of banner red, want a banner", phone, red)
+	}
+	if dir := os.Getenv("SWITCHYARD_SCREENSHOT_DIR"); dir != "" {
+		for _, f := range []string{shot, phone} {
+			if b, err := os.ReadFile(f); err == nil {
+				_ = os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o644)
+			}
+		}
+	}
+}
+
+// redRows counts the pixel rows within the top px of a PNG that are mostly
+// the banner's red (#cf222e) across the middle half of the width.
+func redRows(t *testing.T, path string, px int) int {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	b := img.Bounds()
+	rows := 0
+	for y := b.Min.Y; y < b.Min.Y+px && y < b.Max.Y; y++ {
+		red, all := 0, 0
+		for x := b.Min.X + b.Dx()/4; x < b.Max.X-b.Dx()/4; x++ {
+			r, g, bl, _ := img.At(x, y).RGBA()
+			if near(r>>8, 0xcf) && near(g>>8, 0x22) && near(bl>>8, 0x2e) {
+				red++
+			}
+			all++
+		}
+		if red*2 > all {
+			rows++
+		}
+	}
+	return rows
+}
+
+func near(v, want uint32) bool { return v+12 >= want && v <= want+12 }

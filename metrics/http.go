@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -9,6 +10,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -25,6 +27,10 @@ type HandlerOptions struct {
 	Status func() any
 	// Miners returns the body of /api/v1/miners, encoded as JSON. nil: 404.
 	Miners func() any
+	// MinersQuery, when set, answers /api/v1/miners requests that carry a
+	// query string (?limit=50&sort=-hashrate…) with one page; an error is
+	// a 400 with its text. Requests without one get Miners, every miner.
+	MinersQuery func(url.Values) (any, error)
 
 	// BearerToken, when set, must be sent as "Authorization: Bearer <token>".
 	BearerToken string
@@ -41,9 +47,14 @@ type HandlerOptions struct {
 //	GET /metrics          Prometheus exposition of g
 //	GET /healthz          200 "ok" or 503 "unhealthy", from opts.Healthy
 //	GET /api/v1/status    JSON of opts.Status()
-//	GET /api/v1/miners    JSON of opts.Miners()
-//	GET /                 the status page (status.html): pools, hashrate
-//	                      chart and miners, refreshed from the two APIs
+//	GET /api/v1/miners    JSON of opts.Miners(); with a query string,
+//	                      of opts.MinersQuery(query)
+//	GET /                 the status page (status.html): farm totals,
+//	                      pools, failover timeline, hashrate chart, miner
+//	                      groups and one page of miners, refreshed from the
+//	                      two APIs
+//
+// JSON answers are gzip-compressed for clients that accept it.
 func Handler(g prometheus.Gatherer, opts HandlerOptions) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{
@@ -62,7 +73,19 @@ func Handler(g prometheus.Gatherer, opts HandlerOptions) http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.Handle("GET /api/v1/status", jsonHandler(opts.Status))
-	mux.Handle("GET /api/v1/miners", jsonHandler(opts.Miners))
+	all := jsonHandler(opts.Miners)
+	mux.HandleFunc("GET /api/v1/miners", func(w http.ResponseWriter, r *http.Request) {
+		if opts.MinersQuery == nil || r.URL.RawQuery == "" {
+			all.ServeHTTP(w, r)
+			return
+		}
+		page, err := opts.MinersQuery(r.URL.Query())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		jsonHandler(func() any { return page }).ServeHTTP(w, r)
+	})
 	mux.HandleFunc("GET /{$}", servePage)
 	return newAuth(opts).wrap(mux)
 }
@@ -79,10 +102,34 @@ func jsonHandler(f func() any) http.Handler {
 			http.Error(w, "encoding status: "+err.Error(), http.StatusInternalServerError)
 			return
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		_, _ = w.Write(append(body, '\n'))
+		h := w.Header()
+		h.Set("Content-Type", "application/json")
+		h.Set("Cache-Control", "no-store")
+		h.Add("Vary", "Accept-Encoding")
+		body = append(body, '\n')
+		if len(body) >= gzipMin && acceptsGzip(r) {
+			h.Set("Content-Encoding", "gzip")
+			zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
+			_, _ = zw.Write(body)
+			_ = zw.Close()
+			return
+		}
+		_, _ = w.Write(body)
 	})
+}
+
+// gzipMin is the smallest JSON answer worth compressing.
+const gzipMin = 1024
+
+// acceptsGzip reports whether the request's Accept-Encoding allows gzip.
+func acceptsGzip(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+		enc, q, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.EqualFold(strings.TrimSpace(enc), "gzip") && strings.ReplaceAll(q, " ", "") != "q=0" {
+			return true
+		}
+	}
+	return false
 }
 
 // auth checks credentials in constant time. It keeps SHA-256 digests of the

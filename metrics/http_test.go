@@ -1,12 +1,15 @@
 package metrics
 
 import (
+	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -185,5 +188,52 @@ func TestListenAndServeError(t *testing.T) {
 	srv := NewServer(http.NotFoundHandler())
 	if srv.ReadHeaderTimeout == 0 || srv.WriteTimeout == 0 || srv.IdleTimeout == 0 {
 		t.Errorf("NewServer timeouts: %+v", srv)
+	}
+}
+
+func TestMinersQuery(t *testing.T) {
+	var asked url.Values
+	h := Handler(prometheus.NewRegistry(), HandlerOptions{
+		Miners: func() any { return []string{"every", "miner"} },
+		MinersQuery: func(v url.Values) (any, error) {
+			asked = v
+			if v.Get("limit") == "x" {
+				return nil, errors.New("limit must be a whole number")
+			}
+			return map[string]any{"rows": []string{"one"}}, nil
+		},
+	})
+	if _, body := get(t, h, "/api/v1/miners", nil); body != "[\"every\",\"miner\"]\n" {
+		t.Errorf("no query: %q, want every miner (the unparameterised endpoint is unchanged)", body)
+	}
+	resp, body := get(t, h, "/api/v1/miners?limit=10&q=rack", nil)
+	if resp.StatusCode != 200 || body != "{\"rows\":[\"one\"]}\n" || asked.Get("q") != "rack" {
+		t.Errorf("query: %d %q, asked %v", resp.StatusCode, body, asked)
+	}
+	if resp, body := get(t, h, "/api/v1/miners?limit=x", nil); resp.StatusCode != 400 || !strings.Contains(body, "limit must be") {
+		t.Errorf("bad query: %d %q, want 400 with the reason", resp.StatusCode, body)
+	}
+}
+
+func TestJSONGzip(t *testing.T) {
+	big := strings.Repeat("rack7.s19 ", 1000)
+	h := Handler(prometheus.NewRegistry(), HandlerOptions{Status: func() any { return big }})
+	resp, body := get(t, h, "/api/v1/status", func(r *http.Request) { r.Header.Set("Accept-Encoding", "gzip, deflate") })
+	if resp.Header.Get("Content-Encoding") != "gzip" || len(body) > len(big)/10 {
+		t.Fatalf("Content-Encoding %q, %d bytes for %d", resp.Header.Get("Content-Encoding"), len(body), len(big))
+	}
+	zr, err := gzip.NewReader(strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	if err := json.NewDecoder(zr).Decode(&got); err != nil || got != big {
+		t.Errorf("gunzipped body differs (%v)", err)
+	}
+	if resp, body := get(t, h, "/api/v1/status", func(r *http.Request) { r.Header.Set("Accept-Encoding", "gzip;q=0") }); resp.Header.Get("Content-Encoding") != "" || len(body) < len(big) {
+		t.Errorf("gzip;q=0 still compressed")
+	}
+	if resp, _ := get(t, h, "/api/v1/status", nil); resp.Header.Get("Content-Encoding") != "" {
+		t.Errorf("compressed without Accept-Encoding")
 	}
 }

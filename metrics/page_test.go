@@ -21,10 +21,15 @@ func TestStatusPage(t *testing.T) {
 	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "connect-src 'self'") || !strings.Contains(csp, "default-src 'none'") {
 		t.Errorf("Content-Security-Policy = %q", csp)
 	}
-	for _, want := range []string{`id="pools"`, `id="chart"`, `id="miners"`, `"api/v1/status"`, `"api/v1/miners"`} {
+	for _, want := range []string{`id="pools"`, `id="chart"`, `id="miners"`, `id="banner"`, `id="failback"`, `id="farm"`,
+		`id="timeline"`, `id="groups"`, `"api/v1/status"`, `"api/v1/miners?"`, `name="viewport"`, "max-width: 640px"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %s", want)
 		}
+	}
+	// One page of miners at a time: never the whole list.
+	if strings.Contains(body, `"api/v1/miners"`) {
+		t.Error("page fetches every miner (api/v1/miners without a query)")
 	}
 	// Self-contained: nothing loaded from elsewhere (the SVG namespace is
 	// an identifier, not a fetch).
