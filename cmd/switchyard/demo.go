@@ -24,7 +24,7 @@ import (
 func demo(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	duration := fs.Duration("duration", 45*time.Second, "how long to run")
+	duration := fs.Duration("duration", 45*time.Second, "how long to run; 0 runs until interrupted (Ctrl-C)")
 	miners := fs.Int("miners", 100, "simulated miners")
 	rate := fs.Float64("rate", 0.5, "shares per second per miner (cap)")
 	fault := fs.String("fault", "blackhole", "what happens to the primary pool: blackhole, close, reject, slow or flap")
@@ -48,8 +48,15 @@ func demo(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, *duration)
-	defer cancel()
+	if *duration < 0 {
+		fmt.Fprintln(stderr, "demo: -duration must be 0 (until interrupted) or more")
+		return 2
+	}
+	if *duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *duration)
+		defer cancel()
+	}
 
 	const diff = 2e-6 // cheap shares (about 8,600 hashes each): the demo runs on any laptop
 	var pools [2]*sim.Pool
@@ -93,7 +100,11 @@ func demo(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer a.Stop()
-	fmt.Fprintf(stdout, "switchyard %s demo: proxy on %s, metrics on http://%s/metrics\n", version, a.MinerAddr(), a.HTTPAddr())
+	fmt.Fprintf(stdout, "switchyard %s demo: proxy on %s\n", version, a.MinerAddr())
+	fmt.Fprintf(stdout, "status page: http://%s/   (metrics: http://%s/metrics)\n", a.HTTPAddr(), a.HTTPAddr())
+	if *duration == 0 {
+		fmt.Fprintln(stdout, "running until interrupted (Ctrl-C)")
+	}
 	fmt.Fprintf(stdout, "pools: primary %s (extranonce2 8 bytes), backup %s (4 bytes); %d miners at up to %.1f shares/s each\n",
 		pools[0].Addr(), pools[1].Addr(), *miners, *rate)
 	fmt.Fprintf(stdout, "timeline: primary goes %s at %s, comes back at %s, miners return %s after that\n\n",
@@ -131,7 +142,7 @@ func demo(args []string, stdout, stderr io.Writer) int {
 			fleetCancel()
 			_ = fleet.Close()
 			fs := fleet.Stats()
-			fmt.Fprintf(stdout, "\ndone: %d miners, %d shares submitted, %d accepted, %d rejected, %d lost; miner connections dropped by switchyard: %d\n",
+			fmt.Fprintf(stdout, "\ndone: %d miners, %d shares submitted, %d accepted, %d rejected, %d unanswered at hang-up; miner connections dropped by switchyard: %d\n",
 				fs.Miners, fs.Submits, fs.Accepted, fs.RejectedTotal(), fs.Lost, dropped)
 			if dropped > 0 || fs.RejectedTotal() > 0 {
 				fmt.Fprintf(stdout, "disconnects by cause %v; rejected by reason %v\n", st.Disconnects, fs.Rejected)
@@ -140,8 +151,9 @@ func demo(args []string, stdout, stderr io.Writer) int {
 			// Shares below the pool's difficulty are answered locally and not
 			// forwarded, so the pools count fewer than the miners.
 			tot := a.Totals()
-			fmt.Fprintf(stdout, "switchyard: forwarded %.0f shares that met the pool's difficulty: %.0f answered accepted, %.0f rejected, %.0f lost%s\n",
-				tot.Forwarded, tot.PoolAccepted, tot.PoolRejected, tot.PoolLost, lostReasons(tot.LostBy))
+			fmt.Fprintf(stdout, "lost by the miners (answered accepted, no pool could take them): %.0f%s\n", tot.Lost, lostReasons(tot.MinerLostBy))
+			fmt.Fprintf(stdout, "switchyard: forwarded %.0f shares that met the pool's difficulty: %.0f answered accepted, %.0f rejected; lost at the pools (no answer): %.0f%s\n",
+				tot.Forwarded, tot.PoolAccepted, tot.PoolRejected, tot.PoolLost, lostReasons(tot.PoolLostBy))
 			primary, backup := pools[0].Stats().Accepted, pools[1].Stats().Accepted
 			fmt.Fprintf(stdout, "the pools' own ledgers: primary accepted %d, backup accepted %d", primary, backup)
 			if float64(primary+backup) > tot.PoolAccepted {
