@@ -5,9 +5,14 @@
 // the job.
 //
 // Concurrency: a miner's state belongs to its event loop and is touched only
-// there (gnet callbacks and Runnables executed on that loop). Upstream
-// sessions call Publish and Result from their own goroutines; Publish hands
-// the fan-out to each loop with EventLoop.Execute and never blocks on a miner.
+// there (gnet callbacks and Runnables executed on that loop). The pool side
+// calls Publish, TimeSwitch and AllDown from its outbox goroutine, one call
+// at a time, and Result from session goroutines; Publish hands the fan-out
+// to each loop with EventLoop.Execute and never blocks on a miner. The
+// server's own mutexes (lanes, loops, per-IP counts, pending switches) are
+// leaves: none is held across a call into upstream (laneFor tells the pool
+// side about a new lane after releasing its lock), and the pool side's
+// Lanes and Authorize return at once.
 package proxy
 
 import (

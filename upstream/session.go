@@ -18,6 +18,27 @@
 // is suspect, then down once the submits in flight are answered. TCP
 // keepalive and TCP_USER_TIMEOUT catch silent blackholes when no shares
 // flow.
+//
+// The Manager runs the ranked pools. Its policy is a pure function, Select
+// (selector.go); the Manager gathers what Select needs and carries out what
+// it decides.
+//
+// Concurrency, the rule: no lock is held while calling into another
+// package, and the miner side never waits for the pool side.
+//
+//   - A Session's state is guarded by its own mutex; it calls its Handler
+//     (the Manager) with that mutex held, one event at a time, in order.
+//   - The Manager's state (pools, ranks, states, the active pool, standby,
+//     failback timers) is guarded by Manager.mu, taken after a Session's
+//     mutex and never before it. Under it the Manager only calls into this
+//     package.
+//   - The Manager reaches the miner side (its Sink: Publish, TimeSwitch,
+//     AllDown) through an outbox: calls are queued under Manager.mu in the
+//     order they were decided and made by the outbox's goroutine with no
+//     lock of the Manager held, so the miner side may take its own locks and
+//     call back. Result is passed straight on, with no Manager lock held.
+//   - The miner side reaches the Manager (Lanes, Authorize) through an
+//     inbox that Run applies: an event loop never waits for Manager.mu.
 package upstream
 
 import (
