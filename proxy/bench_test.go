@@ -58,7 +58,7 @@ type nopHandler struct{}
 
 func (nopHandler) SessionState(*upstream.Session, upstream.State, upstream.Why) {}
 func (nopHandler) SessionJob(*upstream.Session, *upstream.Job)                  {}
-func (nopHandler) SessionResult(*upstream.Session, *upstream.Result)            {}
+func (nopHandler) SessionVerdict(*upstream.Session, *upstream.Verdict)          {}
 
 // BenchmarkSubmitPath measures one mining.submit through the miner side:
 // decode, job lookup, full share validation, duplicate check and the

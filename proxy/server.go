@@ -7,7 +7,7 @@
 // Concurrency: a miner's state belongs to its event loop and is touched only
 // there (gnet callbacks and Runnables executed on that loop). The pool side
 // calls Publish, TimeSwitch and AllDown from its outbox goroutine, one call
-// at a time, and Result from session goroutines; Publish hands the fan-out
+// at a time, and Verdict from session goroutines; Publish hands the fan-out
 // to each loop with EventLoop.Execute and never blocks on a miner. The
 // server's own mutexes (lanes, loops, per-IP counts, pending switches) are
 // leaves: none is held across a call into upstream (laneFor tells the pool
@@ -593,9 +593,9 @@ func (s *Server) AllDown() {
 	})
 }
 
-// Result counts a pool's verdict on a forwarded share. Called from
+// Verdict counts a pool's verdict on a forwarded share. Called from
 // upstream goroutines.
-func (s *Server) Result(sess *upstream.Session, r *upstream.Result) {
+func (s *Server) Verdict(sess *upstream.Session, r *upstream.Verdict) {
 	s.inflight.Add(-1)
 	pool := sess.Pool().Name
 	pc := s.ctr.pool(pool)

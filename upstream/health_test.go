@@ -124,7 +124,7 @@ func TestRejectWindow(t *testing.T) {
 // TestExactlyOneResult drives a session against a pool that answers at
 // random — accepted, rejected, never, too late, twice, or by dropping the
 // connection — while submits arrive concurrently, and checks every Submit
-// that returned nil got exactly one Result and no other got any.
+// that returned nil got exactly one Verdict and no other got any.
 func TestExactlyOneResult(t *testing.T) {
 	t.Parallel()
 	seed := uint64(time.Now().UnixNano())

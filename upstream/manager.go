@@ -16,8 +16,8 @@ type Sink interface {
 	// Publish makes j, from s, the current job of lane. switched marks the
 	// first job after the lane moved to s's pool.
 	Publish(lane int, s *Session, j *Job, switched bool)
-	// Result reports a pool's verdict on a forwarded share.
-	Result(s *Session, r *Result)
+	// Verdict reports a pool's verdict on a forwarded share.
+	Verdict(s *Session, r *Verdict)
 	// AllDown reports that no pool is live.
 	AllDown()
 	// TimeSwitch asks for done to be called once lane's next job has
@@ -339,8 +339,8 @@ func (m *Manager) SessionJob(s *Session, j *Job) {
 	m.decide(Why{})
 }
 
-// SessionResult implements Handler.
-func (m *Manager) SessionResult(s *Session, r *Result) { m.sink.Result(s, r) }
+// SessionVerdict implements Handler.
+func (m *Manager) SessionVerdict(s *Session, r *Verdict) { m.sink.Verdict(s, r) }
 
 // runOf finds the pool of a session (nil for a session already retired).
 func (m *Manager) runOf(s *Session) *poolRun {

@@ -28,7 +28,7 @@ func (f *fakeSink) Publish(lane int, s *Session, j *Job, switched bool) {
 	}
 	f.published[s.Pool().Name]++
 }
-func (f *fakeSink) Result(*Session, *Result)                       {}
+func (f *fakeSink) Verdict(*Session, *Verdict)                     {}
 func (f *fakeSink) AllDown()                                       {}
 func (f *fakeSink) TimeSwitch(int, time.Time, func(time.Duration)) {}
 

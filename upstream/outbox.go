@@ -11,7 +11,7 @@ import (
 // on the outbox's own goroutine with no lock of the Manager held. So the
 // miner side may take its own locks, and call back into the Manager, while
 // it handles a job or a switch: no lock is held across the two packages.
-// Result is not queued: it carries a pointer valid only during the call
+// Verdict is not queued: it carries a pointer valid only during the call
 // and the Manager holds no lock when it passes it on.
 type outbox struct {
 	sink Sink
@@ -75,7 +75,7 @@ func (o *outbox) TimeSwitch(lane int, since time.Time, done func(time.Duration))
 	o.push(func(k Sink) { k.TimeSwitch(lane, since, done) })
 }
 
-func (o *outbox) Result(s *Session, r *Result) { o.sink.Result(s, r) }
+func (o *outbox) Verdict(s *Session, r *Verdict) { o.sink.Verdict(s, r) }
 
 // inbox takes the miner side's requests (Lanes, Authorize) without making
 // the caller, a gnet event loop, wait for the Manager's lock: they are

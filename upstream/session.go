@@ -8,7 +8,7 @@
 // mining.configure (version rolling), mining.subscribe and mining.authorize,
 // then reads jobs and answers until the connection fails, and redials with
 // backoff until its context ends. Everything it learns reaches the caller
-// through a Handler: state changes, jobs and exactly one Result per accepted
+// through a Handler: state changes, jobs and exactly one Verdict per accepted
 // Submit.
 //
 // Health (see State and health.go): EOF or a reset is down at once; a
@@ -36,7 +36,7 @@
 //     AllDown) through an outbox: calls are queued under Manager.mu in the
 //     order they were decided and made by the outbox's goroutine with no
 //     lock of the Manager held, so the miner side may take its own locks and
-//     call back. Result is passed straight on, with no Manager lock held.
+//     call back. Verdict is passed straight on, with no Manager lock held.
 //   - The miner side reaches the Manager (Lanes, Authorize) through an
 //     inbox that Run applies: an event loop never waits for Manager.mu.
 package upstream
@@ -72,7 +72,7 @@ const (
 )
 
 // Errors returned by Session.Submit. A Submit that returns one of them gets
-// no Result.
+// no Verdict.
 var (
 	ErrNotLive       = errors.New("upstream: session not live")
 	ErrQueueFull     = errors.New("upstream: submit queue full")
@@ -180,9 +180,9 @@ type Handler interface {
 	// delivered just before the SessionState(StateLive) that it enables;
 	// later ones as they arrive, while live or suspect.
 	SessionJob(s *Session, j *Job)
-	// SessionResult ends a Submit: accepted, rejected by the pool, or lost.
+	// SessionVerdict ends a Submit: accepted, rejected by the pool, or lost.
 	// It is called exactly once for every Submit that returned nil.
-	SessionResult(s *Session, r *Result)
+	SessionVerdict(s *Session, r *Verdict)
 }
 
 // Job is one pool job with everything a proxy needs to re-issue it. A Job
@@ -200,7 +200,7 @@ type Job struct {
 // Submit is one share to forward. It is a value: Session.Submit copies it,
 // so the caller may reuse it at once.
 type Submit struct {
-	Ticket         uint64 // the caller's id, returned in the Result
+	Ticket         uint64 // the caller's id, returned in the Verdict
 	Worker         string // worker name for the pool; "" sends Pool.User
 	JobID          string
 	Extranonce2    [stratum.MaxExtranonce2Size]byte // the full extranonce2 (pad ‖ prefix ‖ miner's) in its first Extranonce2Len bytes
@@ -216,8 +216,8 @@ type Submit struct {
 	Conn uint64
 }
 
-// Result is the outcome of one Submit.
-type Result struct {
+// Verdict is the outcome of one Submit.
+type Verdict struct {
 	Submit
 	Accepted bool
 	// Reason is ReasonNone when accepted, ReasonPoolRejected when the pool
@@ -238,7 +238,7 @@ type Result struct {
 // needed by Run. Its methods are safe for concurrent use.
 //
 // Invariant: every Submit that returns nil is answered by exactly one
-// Handler.SessionResult — when the pool answers, when SubmitTimeout passes
+// Handler.SessionVerdict — when the pool answers, when SubmitTimeout passes
 // (ReasonSubmitTimeout), or when the connection or Run ends with it still
 // queued or in flight (ReasonUpstreamDown). Late answers are logged and
 // dropped.
@@ -277,8 +277,8 @@ type Session struct {
 	// made (see shrinkPending).
 	pendingPeak int
 	rejects     rejectWindow
-	conns       uint64 // connections made, numbering them from 1
-	res         Result // reused for SessionResult: no allocation per answer
+	conns       uint64  // connections made, numbering them from 1
+	res         Verdict // reused for SessionVerdict: no allocation per answer
 	// late counts submits timed out since the last log line about them,
 	// logged at lateLogAt (see logLate).
 	late      int
@@ -399,7 +399,7 @@ func (s *Session) Extranonce() (en1 []byte, en2Size int) {
 // Submit queues sub for the pool without blocking. It returns ErrNotLive
 // unless the session is live or suspect, ErrQueueFull when the queue is
 // full and ErrInvalidSubmit for an empty job id or an extranonce2 longer
-// than the array; otherwise the session owes exactly one SessionResult for
+// than the array; otherwise the session owes exactly one SessionVerdict for
 // it. It does not allocate.
 func (s *Session) Submit(sub *Submit) error {
 	if sub.JobID == "" || int(sub.Extranonce2Len) > len(sub.Extranonce2) {
@@ -539,8 +539,8 @@ func (s *Session) setStateLocked(st State, why Why) {
 
 // result reports one Submit's outcome. s.mu must be held.
 func (s *Session) result(sub *Submit, reason stratum.Reason, code int, msg string, rtt time.Duration) {
-	s.res = Result{Submit: *sub, Accepted: reason == stratum.ReasonNone, Reason: reason, Code: code, Message: msg, RTT: rtt}
-	s.h.SessionResult(s, &s.res)
+	s.res = Verdict{Submit: *sub, Accepted: reason == stratum.ReasonNone, Reason: reason, Code: code, Message: msg, RTT: rtt}
+	s.h.SessionVerdict(s, &s.res)
 }
 
 // resolveAll ends every submit in flight or still queued with reason.

@@ -290,7 +290,7 @@ type recorder struct {
 	t       *testing.T
 	states  chan stateEv
 	jobs    chan *Job
-	results chan Result
+	results chan Verdict
 
 	mu      sync.Mutex
 	log     []string // every event in order, for messages
@@ -302,7 +302,7 @@ func newRecorder(t *testing.T) *recorder {
 		t:       t,
 		states:  make(chan stateEv, 10000),
 		jobs:    make(chan *Job, 10000),
-		results: make(chan Result, 100000),
+		results: make(chan Verdict, 100000),
 		perTick: make(map[uint64]int),
 	}
 }
@@ -335,7 +335,7 @@ func (r *recorder) SessionJob(s *Session, j *Job) {
 	}
 }
 
-func (r *recorder) SessionResult(s *Session, res *Result) {
+func (r *recorder) SessionVerdict(s *Session, res *Verdict) {
 	r.mu.Lock()
 	r.perTick[res.Ticket]++
 	r.mu.Unlock()
@@ -393,14 +393,14 @@ func (r *recorder) job() *Job {
 	}
 }
 
-func (r *recorder) result() Result {
+func (r *recorder) result() Verdict {
 	r.t.Helper()
 	select {
 	case res := <-r.results:
 		return res
 	case <-time.After(waitFor):
 		r.t.Fatalf("no result; history:\n%s", r.history())
-		return Result{}
+		return Verdict{}
 	}
 }
 

@@ -554,7 +554,7 @@ func TestRejectingWaitsForInFlight(t *testing.T) {
 		t.Fatalf("state %v with a submit in flight, want suspect", st)
 	}
 	pc.reply(rs[2], "true")
-	var got []Result
+	var got []Verdict
 	for range 3 {
 		got = append(got, rec.result())
 	}
@@ -763,7 +763,7 @@ func TestSubmitDoesNotAllocate(t *testing.T) {
 
 // TestShareRoundTripDoesNotAllocate covers the session's side of a share
 // after Submit: register and encode it (writer), decode and match the
-// pool's answer, report the Result (reader).
+// pool's answer, report the Verdict (reader).
 func TestShareRoundTripDoesNotAllocate(t *testing.T) {
 	s := NewSession(testPool("stratum+tcp://127.0.0.1:1"), 0, Options{}, nopHandler{})
 	c := &conn{s: s, done: make(chan struct{}), kick: make(chan struct{}, 1)}
@@ -834,11 +834,11 @@ type nopHandler struct{}
 
 func (nopHandler) SessionState(*Session, State, Why) {}
 func (nopHandler) SessionJob(*Session, *Job)         {}
-func (nopHandler) SessionResult(*Session, *Result)   {}
+func (nopHandler) SessionVerdict(*Session, *Verdict) {}
 
 // TestQueuedSubmitsLostOnDown fills the queue behind a writer blocked on a
 // pool that stopped reading; when the pool hangs up, every accepted
-// Submit, written or still queued, gets exactly one Result.
+// Submit, written or still queued, gets exactly one Verdict.
 func TestQueuedSubmitsLostOnDown(t *testing.T) {
 	t.Parallel()
 	fp := newFakePool(t)

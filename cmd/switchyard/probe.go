@@ -99,7 +99,7 @@ func probe(ctx context.Context, cfg *config.Config, i int, timeout time.Duration
 		res.en1Size, res.en2Size = len(j.Extranonce1), j.Extranonce2Size
 		res.difficulty, res.versionMask = j.Difficulty, j.VersionMask
 		if need := cfg.Server.MinPoolExtranonce2Size; res.en2Size < need {
-			res.why = upstream.ReasonExtranonce2TooSmall
+			res.why = upstream.CauseExtranonce2TooSmall.String()
 		}
 	case h.downReason != "":
 		res.why = h.downReason
@@ -126,7 +126,7 @@ type probeHandler struct {
 }
 
 // SessionState implements upstream.Handler.
-func (h *probeHandler) SessionState(_ *upstream.Session, st upstream.State, reason string) {
+func (h *probeHandler) SessionState(_ *upstream.Session, st upstream.State, why upstream.Why) {
 	now := time.Now()
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -143,7 +143,7 @@ func (h *probeHandler) SessionState(_ *upstream.Session, st upstream.State, reas
 		h.liveAt, h.job = now, h.pending
 		h.finish()
 	case upstream.StateDown:
-		h.downReason = reason
+		h.downReason = why.String()
 		h.finish()
 	}
 }
@@ -163,8 +163,8 @@ func (h *probeHandler) SessionJob(_ *upstream.Session, j *upstream.Job) {
 	h.mu.Unlock()
 }
 
-// SessionResult implements upstream.Handler; a probe submits nothing.
-func (h *probeHandler) SessionResult(*upstream.Session, *upstream.Result) {}
+// SessionVerdict implements upstream.Handler; a probe submits nothing.
+func (h *probeHandler) SessionVerdict(*upstream.Session, *upstream.Verdict) {}
 
 // route says how switchyard reaches p.
 func route(p config.Pool) string {
@@ -223,7 +223,7 @@ func printProbes(w io.Writer, rs []probeResult, srv config.Server) bool {
 				r.en2Size, srv.Extranonce1Size, srv.MinerExtranonce2Size())
 		} else {
 			fmt.Fprintf(w, "  fits:       no: %s: the pool's extranonce2 is %d bytes, server.min_pool_extranonce2_size is %d (%d-byte prefix + %d per miner); switchyard refuses this pool\n",
-				upstream.ReasonExtranonce2TooSmall, r.en2Size, need, srv.Extranonce1Size, srv.MinerExtranonce2Size())
+				upstream.CauseExtranonce2TooSmall, r.en2Size, need, srv.Extranonce1Size, srv.MinerExtranonce2Size())
 		}
 	}
 	fmt.Fprintf(w, "probe: %d of %d pools ok\n", good, len(rs))
