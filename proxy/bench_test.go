@@ -68,7 +68,7 @@ func BenchmarkSubmitPath(b *testing.B) {
 	lines := make([][]byte, 1024)
 	for i := range lines {
 		lines[i] = fmt.Appendf(nil, `{"id":%d,"method":"mining.submit","params":["rig.1","%s","%012x","%08x","%08x","00002000"]}`,
-			i, lj.idHex, i, lj.up.Notify.NTime, i*7919)
+			i, lj.idHex, i, lj.poolJob.Notify.NTime, i*7919)
 	}
 	out := make([]byte, 0, 512)
 	b.ReportAllocs()
@@ -88,7 +88,7 @@ func BenchmarkSubmitPath(b *testing.B) {
 func TestSubmitPathAllocs(t *testing.T) {
 	m, lj := benchMiner(t, 1e15)
 	line := fmt.Appendf(nil, `{"id":1,"method":"mining.submit","params":["rig.1","%s","000000000001","%08x","00000001","00002000"]}`,
-		lj.idHex, lj.up.Notify.NTime)
+		lj.idHex, lj.poolJob.Notify.NTime)
 	out := make([]byte, 0, 512)
 	allocs := testing.AllocsPerRun(200, func() {
 		m.dedup.Reset()

@@ -91,7 +91,7 @@ type laneJob struct {
 	gen      uint64 // the lane's generation it belongs to
 	sess     *upstream.Session
 	pool     string
-	up       *upstream.Job
+	poolJob  *upstream.Job  // the pool's job it was built from
 	clean    bool           // sent with clean_jobs=true: miners drop the work they have
 	stales   bool           // it made every older job stale: a new generation
 	roll     uint32         // seconds added to the pool's ntime (see buildJob)
@@ -130,7 +130,7 @@ func (l *lane) buildJob(sess *upstream.Session, up *upstream.Job, clean bool, ge
 		gen:      gen,
 		sess:     sess,
 		pool:     sess.Pool().Name,
-		up:       up,
+		poolJob:  up,
 		clean:    clean,
 		received: up.Received,
 		diff:     up.Difficulty,

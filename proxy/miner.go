@@ -289,7 +289,7 @@ func (m *miner) configure(out, id []byte) []byte {
 func (m *miner) poolMask() uint32 {
 	if m.lane != nil {
 		if lj := m.lane.cur.Load(); lj != nil {
-			return lj.up.VersionMask
+			return lj.poolJob.VersionMask
 		}
 	}
 	return versionMaskOffered
@@ -391,7 +391,7 @@ func (m *miner) appendJob(out []byte, lj *laneJob) []byte {
 		out = m.sendDiff(out, d)
 	}
 	if m.rollingOK {
-		if mask := stratum.NegotiateMask(m.minerMask, lj.up.VersionMask); mask != m.mask {
+		if mask := stratum.NegotiateMask(m.minerMask, lj.poolJob.VersionMask); mask != m.mask {
 			m.mask = mask
 			out = stratum.AppendSetVersionMask(out, mask)
 		}
@@ -626,13 +626,13 @@ func (m *miner) forward(lj *laneJob, w *worker, sub *stratum.Submit) (bool, stra
 	}
 	us := upstream.Submit{
 		Worker:     w.full,
-		JobID:      lj.up.Notify.JobID,
+		JobID:      lj.poolJob.Notify.JobID,
 		NTime:      sub.NTime,
 		Nonce:      sub.Nonce,
 		Version:    sub.Version,
 		HasVersion: sub.HasVersion,
 		Difficulty: lj.diff,
-		Conn:       lj.up.Conn,
+		Conn:       lj.poolJob.Conn,
 	}
 	// Pool extranonce2 = pad ‖ prefix ‖ miner's extranonce2. The pad is
 	// already in the miner's coinb1 (see lane.buildJob): zeros.

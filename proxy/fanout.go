@@ -1,0 +1,158 @@
+package proxy
+
+import (
+	"bytes"
+	"sync/atomic"
+	"time"
+
+	"switchyard/upstream"
+)
+
+// The job path: a pool job becomes a lane job (Publish) and is written to
+// every mining miner of the lane on each event loop (fanOut), with the
+// switch timing and the "no pool is live" handling beside it.
+
+// pendingSwitch times a failover from the first sign of darkness to the new
+// pool's job reaching the miners.
+type pendingSwitch struct {
+	since time.Time
+	loops atomic.Int32
+	done  func(d time.Duration)
+}
+
+// Publish makes j, from session sess, the current job of lane idx and sends
+// it to every miner of that lane. switched marks the first job after the
+// lane moved to another pool. Older jobs become stale for miners (and the
+// job goes out with clean_jobs=true) when the pool says so, on a switch, on
+// a new connection or extranonce1, and whenever the previous block hash
+// changes, whatever the pool's clean_jobs says. A job that repeats the
+// current one (same id and content, as ckpool re-sends it) changes nothing
+// for miners and is not sent again; with a new difficulty only, it goes
+// out as a new job with clean_jobs=false. Called from the pool side, one
+// call at a time; never blocks on miners.
+func (s *Server) Publish(idx int, sess *upstream.Session, j *upstream.Job, switched bool) {
+	l := s.lane(idx)
+	prev := l.cur.Load()
+	if prev != nil && prev.sess == sess && prev.poolJob == j {
+		return // already mining exactly this (e.g. recovered before any change)
+	}
+	sameConn := prev != nil && prev.sess == sess && prev.poolJob.Conn == j.Conn && bytes.Equal(prev.poolJob.Extranonce1, j.Extranonce1)
+	repeat := sameConn && !switched && sameWork(prev.poolJob.Notify, j.Notify)
+	if repeat && prev.diff == j.Difficulty {
+		s.log.Debug().Str("pool", prev.pool).Int("lane", idx).Str("pool_job_id", j.Notify.JobID).Msg("pool re-sent its current job: nothing new for miners")
+		return
+	}
+	stales := !repeat && (j.Notify.Clean || switched || !sameConn || prev.poolJob.Notify.PrevHash != j.Notify.PrevHash)
+	gen := l.gen.Load()
+	if stales {
+		gen++
+	}
+	// A pool that changes its difficulty credits the work miners hold at
+	// the new one (ckpool takes the lower of old and new until its next
+	// job; public-pool applies a change at once), while a firmware keeps
+	// each queued work item's difficulty: on a lower difficulty, or on
+	// the same work re-sent with another, miners are told to drop their
+	// work (clean_jobs=true). Their late shares on it still count. The
+	// same work goes out with its ntime rolled on, so that it is new work.
+	var roll uint32
+	if repeat {
+		roll = prev.roll + 1
+	}
+	flush := !stales && (repeat || j.Difficulty < prev.diff)
+	// A clean job superseded before every loop sent it (the fan-out skips
+	// a job no longer current) hands its clean_jobs=true on to this one:
+	// miners must still drop the work it made stale.
+	carry := prev != nil && prev.clean && prev.unsent.Load() > 0
+	lj, err := l.buildJob(sess, j, stales || flush || carry, gen, roll)
+	if err != nil {
+		s.log.Error().Err(err).Str("pool", sess.Pool().Name).Int("lane", idx).Int("extranonce2_size", j.Extranonce2Size).
+			Int("needed", s.opts.PrefixBytes+s.opts.MinerExtranonce2Size).Msg("job refused")
+		return
+	}
+	lj.stales = stales
+	s.allDown.Store(false)
+	l.publish(lj)
+	s.log.Debug().Str("pool", lj.pool).Int("lane", idx).Str("job_id", lj.idHex).Str("pool_job_id", j.Notify.JobID).
+		Bool("clean", lj.clean).Bool("stales", stales).Float64("difficulty", lj.diff).Msg("job")
+
+	s.activeMu.Lock()
+	sw := s.switches[idx]
+	delete(s.switches, idx)
+	s.activeMu.Unlock()
+
+	s.loopsMu.Lock()
+	n := int32(len(s.loops))
+	s.loopsMu.Unlock()
+	lj.unsent.Store(n)
+	if sw != nil {
+		sw.loops.Store(n)
+		if n == 0 {
+			sw.done(time.Since(sw.since))
+		}
+	}
+	fo := &fanout{start: time.Now()}
+	s.eachLoop(func(lp *loop) {
+		if l.cur.Load() != lj {
+			return // a newer job superseded this one before it went out
+		}
+		sent := lp.fanOut(l, lj)
+		if sw != nil && sw.loops.Add(-1) == 0 {
+			sw.done(time.Since(sw.since))
+		}
+		fo.miners.Add(int64(sent))
+		if lj.unsent.Add(-1) == 0 {
+			if e := s.log.Debug(); e.Enabled() {
+				e.Int("lane", idx).Str("job_id", lj.idHex).Int64("miners", fo.miners.Load()).
+					Float64("elapsed_s", time.Since(fo.start).Seconds()).Msg("job fanned out")
+			}
+		}
+	})
+}
+
+// fanOut writes lj to every mining miner of lane l on this loop and
+// returns how many it reached. The notify line is shared: per miner it is
+// one append to the loop's scratch buffer (plus set_difficulty before a
+// miner's first job) and one write.
+func (lp *loop) fanOut(l *lane, lj *laneJob) int {
+	sent := 0
+	for m := range lp.miners {
+		if m.lane == l && m.mining() {
+			m.sendJob(lj)
+			sent++
+		}
+	}
+	return sent
+}
+
+// fanout tracks one job's fan-out across the event loops, for the debug
+// line that times it.
+type fanout struct {
+	start  time.Time
+	miners atomic.Int64
+}
+
+// TimeSwitch arranges for done to be called with the time from since until
+// lane idx's next job has been written to all its miners.
+func (s *Server) TimeSwitch(idx int, since time.Time, done func(time.Duration)) {
+	s.activeMu.Lock()
+	s.switches[idx] = &pendingSwitch{since: since, done: done}
+	s.activeMu.Unlock()
+}
+
+// AllDown handles "no pool is live": with DisconnectWhenDown every miner is
+// closed so ASICs fall back to their own backup pools; otherwise miners are
+// held on their last job.
+func (s *Server) AllDown() {
+	s.allDown.Store(true)
+	if !s.opts.DisconnectWhenDown {
+		s.log.Warn().Msg("no pool is live: holding miners on their last job")
+		return
+	}
+	s.log.Warn().Msg("no pool is live: disconnecting miners")
+	s.eachLoop(func(lp *loop) {
+		for m := range lp.miners {
+			m.closeReason = "all_pools_down"
+			_ = m.c.Close()
+		}
+	})
+}
