@@ -26,8 +26,13 @@ Usage:
   stratumsim soak -switchyard PATH [flags]
                               switchyard between pools failing at random and a fleet:
                               checks every share's account, connections and memory
+  stratumsim credit -switchyard PATH [flags]
+                              switchyard between pools of a real pool's profile and a fleet
+                              of a real firmware, through start, failover and failback:
+                              the work the pools credited against the work the miners did
 
-Run "stratumsim pool -h", "stratumsim miners -h" or "stratumsim soak -h" for the flags of each.
+Run "stratumsim pool -h", "stratumsim miners -h", "stratumsim soak -h" or "stratumsim credit -h"
+for the flags of each.
 
 Fire drill: start a pool with -control, point switchyard (or miners) at it, then
   curl -X POST '127.0.0.1:3390/fault?mode=blackhole'      freeze it
@@ -56,11 +61,14 @@ func main() {
 		err = runMiners(ctx, os.Args[2:])
 	case "soak":
 		err = runSoak(ctx, os.Args[2:])
+	case "credit":
+		err = runCredit(ctx, os.Args[2:])
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(os.Stdout, usage)
 		printFlags(os.Stdout, "pool", poolFlags(new(poolOptions)))
 		printFlags(os.Stdout, "miners", minerFlags(new(minerOptions)))
 		printFlags(os.Stdout, "soak", soakFlags(new(soakOptions)))
+		printFlags(os.Stdout, "credit", creditFlags(new(creditOptions)))
 		return
 	default:
 		fmt.Fprintf(os.Stderr, "stratumsim: unknown command %q\n\n%s", os.Args[1], usage)
