@@ -531,3 +531,20 @@ func TestJobHistoryPerMiner(t *testing.T) {
 		}
 	}
 }
+
+// TestMinerHangUpIsEOF: a miner closing its connection is counted and
+// logged as reason "eof" (the miner's side), not "error".
+func TestMinerHangUpIsEOF(t *testing.T) {
+	r := newRig(t, 1, nil, nil)
+	c := dialClient(t, r.app.MinerAddr())
+	c.handshake("rig.1")
+	c.waitJobs(1)
+	_ = c.conn.Close()
+	waitFor(t, 5*time.Second, "the connection counted closed", func() bool {
+		return r.counter("switchyard_miner_connections_closed_total") == 1
+	})
+	if n := r.counter("switchyard_miner_connections_closed_total", "reason", "eof"); n != 1 {
+		t.Fatalf("a miner's hang-up: closed_total{reason=eof} = %v (error: %v)", n,
+			r.counter("switchyard_miner_connections_closed_total", "reason", "error"))
+	}
+}

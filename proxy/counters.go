@@ -30,6 +30,7 @@ type counters struct {
 		lost     [stratum.NumReasons]prometheus.Counter
 	}
 	shareDiff prometheus.Counter
+	closed    [numCloseReasons]prometheus.Counter
 	protocol  struct {
 		malformed, unknownMethod, badParams prometheus.Counter
 	}
@@ -56,6 +57,9 @@ func (c *counters) init(m *metrics.Metrics) {
 		c.shares.lost[r] = m.Shares.WithLabelValues("lost", r.String())
 	}
 	c.shareDiff = m.ShareDifficulty
+	for _, r := range CloseReasons() {
+		c.closed[r] = m.ConnectionsClosed.WithLabelValues(r.String())
+	}
 	c.protocol.malformed = m.ProtocolErrors.WithLabelValues(metrics.ProtocolMalformed)
 	c.protocol.unknownMethod = m.ProtocolErrors.WithLabelValues(metrics.ProtocolUnknownMethod)
 	c.protocol.badParams = m.ProtocolErrors.WithLabelValues(metrics.ProtocolBadParams)

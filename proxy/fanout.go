@@ -151,7 +151,7 @@ func (s *Server) AllDown() {
 	s.log.Warn().Msg("no pool is live: disconnecting miners")
 	s.eachLoop(func(lp *loop) {
 		for m := range lp.miners {
-			m.closeReason = "all_pools_down"
+			m.closeReason = CloseAllPoolsDown
 			_ = m.c.Close()
 		}
 	})

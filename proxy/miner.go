@@ -30,8 +30,8 @@ type miner struct {
 	remote string
 
 	connected   time.Time
-	closeReason string
-	awaitProxy  bool // Options.ProxyProtocol: the PROXY header is not read yet (see readProxyHeader)
+	closeReason CloseReason // set once the connection is closing
+	awaitProxy  bool        // Options.ProxyProtocol: the PROXY header is not read yet (see readProxyHeader)
 
 	subscribed bool
 	authorized bool
@@ -403,14 +403,14 @@ func (m *miner) appendJob(out []byte, lj *laneJob) []byte {
 
 // sendJob writes lj to the miner from a fan-out on its loop.
 func (m *miner) sendJob(lj *laneJob) {
-	if m.closeReason != "" {
+	if m.closeReason != closeNone {
 		return // closing (gnet closes asynchronously): write and count nothing more
 	}
 	lp := m.loop
 	out := m.appendJob(lp.out[:0], lj)
 	_, _ = m.c.Write(out)
 	lp.out = out[:0]
-	if m.closeReason != "" || !m.checkBacklog() {
+	if m.closeReason != closeNone || !m.checkBacklog() {
 		_ = m.c.Close()
 	}
 }
@@ -418,12 +418,12 @@ func (m *miner) sendJob(lj *laneJob) {
 // checkBacklog closes miners that stopped reading: false when the
 // connection must close.
 func (m *miner) checkBacklog() bool {
-	if m.closeReason != "" {
+	if m.closeReason != closeNone {
 		return false // closing already, and counted once
 	}
 	if m.c.OutboundBuffered() > m.srv.opts.MaxPendingWriteBytes {
 		m.srv.ctr.limit(limitPendingWrite)
-		m.closeReason = "slow_reader"
+		m.closeReason = CloseSlowReader
 		return false
 	}
 	return true
@@ -432,13 +432,13 @@ func (m *miner) checkBacklog() bool {
 // sweep runs once a second on the miner's loop: the authorize deadline and
 // vardiff for miners whose shares stopped.
 func (m *miner) sweep(now time.Time) {
-	if m.closeReason != "" {
+	if m.closeReason != closeNone {
 		return // already closing
 	}
 	if !m.mining() {
 		if now.Sub(m.connected) > m.srv.opts.AuthTimeout {
 			m.srv.ctr.limit(limitAuthTimeout)
-			m.closeReason = "auth_timeout"
+			m.closeReason = CloseAuthTimeout
 			_ = m.c.Close()
 		}
 		return

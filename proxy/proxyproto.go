@@ -21,17 +21,6 @@ import (
 // block. github.com/pires/go-proxyproto reads from a bufio.Reader and
 // blocks (or fails) on a short read, so it does not fit a gnet callback.
 
-// Close reasons (switchyard_miner_connections_closed_total) of a
-// connection that did not start with a usable PROXY header.
-const (
-	// reasonNoProxyHeader: the first bytes are neither a v1 nor a v2
-	// signature (a miner connecting straight to a PROXY protocol listener).
-	reasonNoProxyHeader = "no_proxy_header"
-	// reasonBadProxyHeader: a signature, then a header that breaks the
-	// protocol (or names an address family a miner cannot have).
-	reasonBadProxyHeader = "bad_proxy_header"
-)
-
 // Limits of a PROXY header.
 const (
 	// proxyV1MaxLen is the longest v1 line, "\r\n" included (the
@@ -259,11 +248,11 @@ func parseProxyV2(buf []byte) (h proxyHeader, n int, err error) {
 func (s *Server) readProxyHeader(c gnet.Conn, m *miner, buf []byte) (n int, close bool) {
 	h, n, err := parseProxyHeader(buf)
 	if err != nil {
-		m.closeReason = reasonBadProxyHeader
+		m.closeReason = CloseBadProxyHeader
 		if errors.Is(err, errNoProxyHeader) {
-			m.closeReason = reasonNoProxyHeader
+			m.closeReason = CloseNoProxyHeader
 		}
-		s.log.Debug().Err(err).Str("remote", m.remote).Str("reason", m.closeReason).Msg("connection refused: no valid PROXY header")
+		s.log.Debug().Err(err).Str("remote", m.remote).Str("reason", m.closeReason.String()).Msg("connection refused: no valid PROXY header")
 		return 0, true
 	}
 	if n == 0 {
@@ -278,7 +267,7 @@ func (s *Server) readProxyHeader(c gnet.Conn, m *miner, buf []byte) (n int, clos
 	}
 	if !s.admitIP(ip) {
 		s.ctr.limit(limitPerIP)
-		m.closeReason = limitPerIP
+		m.closeReason = ClosePerIPLimit
 		return n, true
 	}
 	m.ip = ip

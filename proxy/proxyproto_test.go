@@ -252,8 +252,8 @@ func TestProxyProtocolServer(t *testing.T) {
 	for _, c := range []struct {
 		send, reason string
 	}{
-		{subscribeLine, reasonNoProxyHeader},
-		{"PROXY TCP4 192.0.2.9 127.0.0.1 1 2 3\r\n" + subscribeLine, reasonBadProxyHeader},
+		{subscribeLine, CloseNoProxyHeader.String()},
+		{"PROXY TCP4 192.0.2.9 127.0.0.1 1 2 3\r\n" + subscribeLine, CloseBadProxyHeader.String()},
 	} {
 		_, r := dialProxied(t, addr, []byte(c.send), 1<<20)
 		if line, err := r.ReadString('\n'); err == nil {
@@ -261,10 +261,10 @@ func TestProxyProtocolServer(t *testing.T) {
 		}
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) && testutil.ToFloat64(met.ConnectionsClosed.WithLabelValues(reasonBadProxyHeader)) < 1 {
+	for time.Now().Before(deadline) && testutil.ToFloat64(met.ConnectionsClosed.WithLabelValues(CloseBadProxyHeader.String())) < 1 {
 		time.Sleep(5 * time.Millisecond)
 	}
-	for reason, want := range map[string]float64{reasonNoProxyHeader: 1, reasonBadProxyHeader: 1, limitPerIP: 1} {
+	for reason, want := range map[string]float64{CloseNoProxyHeader.String(): 1, CloseBadProxyHeader.String(): 1, limitPerIP: 1} {
 		if got := testutil.ToFloat64(met.ConnectionsClosed.WithLabelValues(reason)); got != want {
 			t.Errorf("connections closed for %s: %v, want %v", reason, got, want)
 		}

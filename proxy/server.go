@@ -297,21 +297,18 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 	s.conns.Add(-1)
 	s.met.MinersConnected.Dec()
 	reason := m.closeReason
-	if reason == "" {
-		reason = "eof"
-		if err != nil {
-			reason = "error"
-		}
+	if reason == closeNone {
+		reason = peerCloseReason(err)
 		if s.draining.Load() {
-			reason = "shutdown"
+			reason = CloseShutdown
 		}
 	}
-	s.met.ConnectionsClosed.WithLabelValues(reason).Inc()
+	s.ctr.closed[reason].Inc()
 	ev := s.log.Info()
-	if err != nil {
+	if err != nil && reason != CloseEOF {
 		ev = ev.Err(err)
 	}
-	ev.Str("remote", m.remote).Str("worker", m.workerName()).Str("reason", reason).
+	ev.Str("remote", m.remote).Str("worker", m.workerName()).Str("reason", reason.String()).
 		Uint64("accepted", m.accepted).Uint64("rejected", m.rejected).Msg("miner disconnected")
 	return gnet.None
 }
@@ -342,7 +339,7 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 		if err != nil {
 			s.ctr.limit(limitLine)
 			out = stratum.AppendError(out, nil, stratum.CodeOther, "Line too long")
-			m.closeReason = "line_too_long"
+			m.closeReason = CloseLineTooLong
 			action = gnet.Close
 			break
 		}
@@ -351,7 +348,7 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 		}
 		used += n
 		out = m.handle(out, line)
-		if m.closeReason != "" {
+		if m.closeReason != closeNone {
 			action = gnet.Close
 			break
 		}
