@@ -90,14 +90,7 @@ func (l *lockedBuffer) String() string {
 // goes dark too: its /healthz turns unhealthy, HAProxy marks it down, and
 // new miners all go to instance 2, whose API shows their addresses.
 func TestBehindHAProxy(t *testing.T) {
-	bin := haproxyBinary
-	if _, err := os.Stat(bin); err != nil {
-		p, lerr := exec.LookPath("haproxy")
-		if lerr != nil {
-			t.Skipf("no HAProxy (%s, or haproxy on PATH): install Debian's haproxy package to run this test", haproxyBinary)
-		}
-		bin = p
-	}
+	bin := haproxyPath(t)
 
 	proxied := func(c *config.Config) {
 		c.Server.ProxyProtocol = true
@@ -195,6 +188,7 @@ func TestBehindHAProxy(t *testing.T) {
 	waitFor(t, 10*time.Second, "4 new miners mining on instance 2", func() bool {
 		return fleet2.Stats().Ready == 4 && sy[1].app.Proxy.Miners() == before[1]+4
 	})
+	waitFor(t, 10*time.Second, "the new miners' shares accepted", func() bool { return fleet2.Stats().Accepted > 0 })
 	if n := sy[0].app.Proxy.Miners(); n != before[0] {
 		t.Errorf("instance 1, with every pool dark and marked down, went from %d to %d miners", before[0], n)
 	}
@@ -211,6 +205,55 @@ func TestBehindHAProxy(t *testing.T) {
 	}
 	t.Logf("miners: instance 1 %d (its pools dark, held), instance 2 %d; fleet 1 %d accepted, fleet 2 %d accepted",
 		sy[0].app.Proxy.Miners(), sy[1].app.Proxy.Miners(), fleet1.Stats().Accepted, fleet2.Stats().Accepted)
+}
+
+// TestDeployHAProxyConfig: deploy/haproxy/haproxy.cfg is a config HAProxy
+// accepts (haproxy -c), and it and the README's HAProxy block send PROXY v2
+// to every instance, balance by connection count and check /healthz, as
+// TestBehindHAProxy does.
+func TestDeployHAProxyConfig(t *testing.T) {
+	bin := haproxyPath(t)
+	const path = "../deploy/haproxy/haproxy.cfg"
+	if out, err := exec.Command(bin, "-c", "-f", path).CombinedOutput(); err != nil {
+		t.Fatalf("haproxy -c -f %s: %v\n%s", path, err, out)
+	}
+	cfg, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"balance leastconn",
+		"option httpchk",
+		"http-check send meth GET uri /healthz",
+		"http-check expect status 200",
+		"server sy1 10.0.0.11:3333 send-proxy-v2 check port 9333 inter 2s fall 2 rise 3",
+	} {
+		for name, text := range map[string][]byte{path: cfg, "README.md": readme} {
+			if !bytes.Contains(text, []byte(want)) {
+				t.Errorf("%s lacks %q", name, want)
+			}
+		}
+		if !strings.Contains(haproxyConfig, strings.Fields(want)[0]) {
+			t.Errorf("the test's HAProxy config lacks %q", strings.Fields(want)[0])
+		}
+	}
+}
+
+// haproxyPath returns HAProxy's binary, or skips the test.
+func haproxyPath(t *testing.T) string {
+	t.Helper()
+	if _, err := os.Stat(haproxyBinary); err == nil {
+		return haproxyBinary
+	}
+	p, err := exec.LookPath("haproxy")
+	if err != nil {
+		t.Skipf("no HAProxy (%s, or haproxy on PATH): install Debian's haproxy package to run this test", haproxyBinary)
+	}
+	return p
 }
 
 // freeAddr returns a loopback address with a port the kernel chose, free
