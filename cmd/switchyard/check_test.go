@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -123,6 +124,39 @@ func TestCheckProbe(t *testing.T) {
 	}
 	if !strings.Contains(out, "probe: 1 of 4 pools ok") {
 		t.Errorf("summary missing:\n%s", out)
+	}
+}
+
+// TestCheckProbeSilentPool: a pool that accepts the connection and never
+// answers is reachable but not authorized, after submit_timeout (the
+// handshake's limit) or -timeout, whichever comes first.
+func TestCheckProbeSilentPool(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, unanswered, until the test ends
+		}
+	}()
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name, extra, timeout, want string
+	}{
+		{"handshake timeout", "[failover]\nsubmit_timeout = \"300ms\"\n", "5s", "authorized: no: handshake_timeout"},
+		{"probe timeout", "", "300ms", "authorized: no: no job within 300ms (got as far as handshaking)"},
+	} {
+		path := writeFile(t, dir, strings.ReplaceAll(c.name, " ", "_")+".toml", c.extra+probeConfig(probePool{"silent", ln.Addr().String(), "acct.farm", ""}))
+		out, code := runCheck(t, "-probe", "-timeout", c.timeout, "-config", path)
+		if b := block(out, "silent"); code != 1 || !strings.Contains(b, "reachable:  yes") || !strings.Contains(b, c.want) {
+			t.Errorf("%s: exit %d, want 1 and %q:\n%s", c.name, code, c.want, out)
+		}
 	}
 }
 

@@ -21,14 +21,15 @@ const defaultProbeTimeout = 10 * time.Second
 
 // probeResult is what probing one pool found.
 type probeResult struct {
-	pool  config.Pool
-	state upstream.State // where the session got to: live, or where it stopped
+	pool config.Pool
 	// why is the reason the pool is not usable ("dial: connection
 	// refused", "unauthorized", "extranonce2_too_small", …); "" when it is.
 	why string
 
-	connect time.Duration // dial (SOCKS5, TLS) until connected
-	ready   time.Duration // connected until subscribed, authorized and a first job in
+	connected bool          // the dial (TCP, SOCKS5, TLS) succeeded
+	authed    bool          // subscribed, authorized, a first job in
+	connect   time.Duration // dial until connected
+	ready     time.Duration // connected until subscribed, authorized and a first job in
 
 	en1Size, en2Size int
 	difficulty       float64
@@ -88,14 +89,13 @@ func probe(ctx context.Context, cfg *config.Config, i int, timeout time.Duration
 
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	res.state = h.last
 	if !h.connectedAt.IsZero() {
-		res.connect = h.connectedAt.Sub(h.dialAt)
+		res.connected, res.connect = true, h.connectedAt.Sub(h.dialAt)
 	}
 	switch {
 	case h.job != nil:
 		j := h.job
-		res.ready = h.liveAt.Sub(h.connectedAt)
+		res.authed, res.ready = true, h.liveAt.Sub(h.connectedAt)
 		res.en1Size, res.en2Size = len(j.Extranonce1), j.Extranonce2Size
 		res.difficulty, res.versionMask = j.Difficulty, j.VersionMask
 		if need := cfg.Server.MinPoolExtranonce2Size; res.en2Size < need {
@@ -131,6 +131,10 @@ func (h *probeHandler) SessionState(_ *upstream.Session, st upstream.State, why 
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.finished {
+		return
+	}
+	if st == upstream.StateDown && why.Cause == upstream.CauseStopped {
+		h.finish() // the probe's own timeout: keep where the session got to
 		return
 	}
 	h.last = st
@@ -196,12 +200,12 @@ func printProbes(w io.Writer, rs []probeResult, srv config.Server) bool {
 		if r.ok() {
 			good++
 		}
-		if r.connect == 0 && r.state != upstream.StateLive {
+		if !r.connected {
 			fmt.Fprintf(w, "  reachable:  no: %s\n", r.why)
 			continue
 		}
 		fmt.Fprintf(w, "  reachable:  yes, connected in %s\n", ms(r.connect))
-		if r.ready == 0 {
+		if !r.authed {
 			fmt.Fprintf(w, "  authorized: no: %s\n", r.why)
 			if r.en2Size > 0 {
 				fmt.Fprintf(w, "  extranonce: extranonce1 %d bytes, extranonce2 %d bytes\n", r.en1Size, r.en2Size)
