@@ -215,8 +215,7 @@ func dialProxied(t *testing.T, addr string, what []byte, step int) (net.Conn, *b
 // header is closed and counted by reason.
 func TestProxyProtocolServer(t *testing.T) {
 	s, met := startProxyServer(t, Options{MaxConnectionsPerIP: 1})
-	addr := s.opts.Listen
-	addr, _ = s.Ready(context.Background())
+	addr, _ := s.Ready(context.Background())
 
 	hdrA := v2Header(0x21, 0x11, v2Inet("192.0.2.7:40001", "127.0.0.1:3333"))
 	hdrB := []byte("PROXY TCP4 192.0.2.8 127.0.0.1 40002 3333\r\n")
