@@ -472,8 +472,9 @@ func (r *creditRun) sample(ctx context.Context) {
 			continue
 		}
 		p := phaseOf(prev, s)
-		r.logf("   last %.0fs on %s: efficiency %.4f, %.0f shares/s, %d credited, %.0f lost, %d rejected by switchyard, %d by the pools, %d pool retargets",
-			p.Seconds, r.activePool(), p.Efficiency, float64(p.Submits)/p.Seconds, p.CreditedShares, p.LostShares, p.Rejected, p.PoolRejected, p.Retargets)
+		r.logf("   last %.0fs on %s: efficiency %.4f, %.0f shares/s, %d credited, %.0f lost, %d rejected by switchyard %v, %d by the pools %v, %d pool retargets",
+			p.Seconds, r.activePool(), p.Efficiency, float64(p.Submits)/p.Seconds, p.CreditedShares, p.LostShares,
+			p.Rejected, p.RejectedBy, p.PoolRejected, p.PoolRejectBy, p.Retargets)
 		prev = s
 	}
 }
@@ -501,12 +502,17 @@ func (r *creditRun) snapshot() (creditSnap, error) {
 	if r.fleet != nil {
 		fs := r.fleet.Stats()
 		s.work, s.submits, s.rejected, s.disconnects = fs.Work, fs.Submits, fs.RejectedTotal(), sumCounts(fs.Disconnects)
+		s.rejectedBy = fs.Rejected
 	}
+	s.poolRejectedBy = map[string]uint64{}
 	for i, p := range r.pools {
 		ps := p.Stats()
 		s.credited += ps.CreditedWork
 		s.creditedShares += ps.Accepted
 		s.poolRejected += ps.RejectedTotal()
+		for k, v := range ps.Rejected {
+			s.poolRejectedBy[k] += v
+		}
 		s.duplicates += ps.Duplicates
 		s.poolBlocks += ps.Blocks
 		s.retargets += ps.Retargets
@@ -574,6 +580,7 @@ type creditSnap struct {
 	duplicates, poolBlocks, reached uint64  // pools: duplicates, block submissions, distinct block candidates
 	found                           uint64  // tap: distinct block candidates the miners submitted
 	retargets                       uint64  // pools: difficulty changes
+	rejectedBy, poolRejectedBy      map[string]uint64
 }
 
 // creditPhase is what one phase measured: the deltas of two snapshots.
@@ -594,15 +601,17 @@ type creditPhase struct {
 	Efficiency     float64 `json:"efficiency"`
 	CreditedShares uint64  `json:"credited_shares"`
 
-	Submits       uint64 `json:"submits"`
-	Rejected      uint64 `json:"rejected_by_switchyard"` // answered false to the miners
-	PoolRejected  uint64 `json:"rejected_by_pools"`
-	Duplicates    uint64 `json:"duplicates"` // at the pools, refused or (public-pool) paid
-	Disconnects   uint64 `json:"disconnects"`
-	BlocksFound   uint64 `json:"blocks_found"`   // distinct, submitted by the miners
-	BlocksReached uint64 `json:"blocks_reached"` // distinct, received by a pool as a block
-	PoolBlocks    uint64 `json:"pool_block_submissions"`
-	Retargets     uint64 `json:"pool_retargets"`
+	Submits       uint64            `json:"submits"`
+	Rejected      uint64            `json:"rejected_by_switchyard"` // answered false to the miners
+	RejectedBy    map[string]uint64 `json:"rejected_by_switchyard_reason,omitempty"`
+	PoolRejected  uint64            `json:"rejected_by_pools"`
+	PoolRejectBy  map[string]uint64 `json:"rejected_by_pools_reason,omitempty"`
+	Duplicates    uint64            `json:"duplicates"` // at the pools, refused or (public-pool) paid
+	Disconnects   uint64            `json:"disconnects"`
+	BlocksFound   uint64            `json:"blocks_found"`   // distinct, submitted by the miners
+	BlocksReached uint64            `json:"blocks_reached"` // distinct, received by a pool as a block
+	PoolBlocks    uint64            `json:"pool_block_submissions"`
+	Retargets     uint64            `json:"pool_retargets"`
 }
 
 // phaseOf returns what happened between two snapshots.
@@ -623,10 +632,26 @@ func phaseOf(a, b creditSnap) creditPhase {
 		BlocksReached:  b.reached - a.reached,
 		PoolBlocks:     b.poolBlocks - a.poolBlocks,
 		Retargets:      b.retargets - a.retargets,
+		RejectedBy:     countsDelta(a.rejectedBy, b.rejectedBy),
+		PoolRejectBy:   countsDelta(a.poolRejectedBy, b.poolRejectedBy),
 	}
 	p.Work = max(p.MinersWork-p.LostWork, 0)
 	p.Efficiency = efficiency(p.Credited, p.Work)
 	return p
+}
+
+// countsDelta returns b - a by key, non-zero only; nil when none is.
+func countsDelta(a, b map[string]uint64) map[string]uint64 {
+	var out map[string]uint64
+	for k, v := range b {
+		if d := v - a[k]; v > a[k] {
+			if out == nil {
+				out = map[string]uint64{}
+			}
+			out[k] = d
+		}
+	}
+	return out
 }
 
 // efficiency is credited / work, 0 without work.
@@ -653,9 +678,9 @@ func (p creditPhase) row() string {
 
 // summary is the phase on one line.
 func (p creditPhase) summary() string {
-	return fmt.Sprintf("%.0fs: work %.4g (of %.4g submitted; %.0f shares lost in the outage ≈ %.3g), credited %.4g: efficiency %.4f over %d credited shares; %d submits, %d rejected by switchyard, %d by the pools; %d duplicates at the pools; %d disconnects; blocks %d found, %d reached a pool (%d submissions); %d pool retargets",
+	return fmt.Sprintf("%.0fs: work %.4g (of %.4g submitted; %.0f shares lost in the outage ≈ %.3g), credited %.4g: efficiency %.4f over %d credited shares; %d submits, %d rejected by switchyard %v, %d by the pools %v; %d duplicates at the pools; %d disconnects; blocks %d found, %d reached a pool (%d submissions); %d pool retargets",
 		p.Seconds, p.Work, p.MinersWork, p.LostShares, p.LostWork, p.Credited, p.Efficiency, p.CreditedShares,
-		p.Submits, p.Rejected, p.PoolRejected, p.Duplicates, p.Disconnects, p.BlocksFound, p.BlocksReached, p.PoolBlocks, p.Retargets)
+		p.Submits, p.Rejected, p.RejectedBy, p.PoolRejected, p.PoolRejectBy, p.Duplicates, p.Disconnects, p.BlocksFound, p.BlocksReached, p.PoolBlocks, p.Retargets)
 }
 
 // lossSample is one reading: the fleet's submits and work so far, and the

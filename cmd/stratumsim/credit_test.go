@@ -59,6 +59,11 @@ func TestPhaseOf(t *testing.T) {
 	if p.Seconds != 90 || p.BlocksFound != 7 || p.BlocksReached != 6 || p.Duplicates != 3 || p.Disconnects != 0 {
 		t.Errorf("counts: %+v", p)
 	}
+	q := phaseOf(creditSnap{rejectedBy: map[string]uint64{"stale": 2, "duplicate": 1}},
+		creditSnap{rejectedBy: map[string]uint64{"stale": 5, "duplicate": 1, "pool_switched": 4}})
+	if fmt.Sprint(q.RejectedBy) != "map[pool_switched:4 stale:3]" || q.PoolRejectBy != nil {
+		t.Errorf("rejections by reason: %v and %v, want map[pool_switched:4 stale:3] and nil", q.RejectedBy, q.PoolRejectBy)
+	}
 	if row := p.row(); !strings.Contains(row, "| 7 / 6 |") || strings.Count(row, "|") != strings.Count(strings.SplitN(creditTableHeader, "\n", 2)[0], "|") {
 		t.Errorf("row %q does not fit the header", row)
 	}
