@@ -14,11 +14,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"switchyard/config"
+	"switchyard/internal/testkit"
 	"switchyard/sim"
 )
 
@@ -62,24 +62,6 @@ listen stats
     stats uri /stats
 `
 
-// lockedBuffer collects HAProxy's log.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestBehindHAProxy runs two switchyard instances, each with its own two
 // pools, behind a real HAProxy (balance leastconn, send-proxy-v2, /healthz
 // checks). Miners from four source addresses spread over both instances,
@@ -108,7 +90,7 @@ func TestBehindHAProxy(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var hlog lockedBuffer
+	var hlog testkit.Buffer // HAProxy's log
 	cmd := exec.Command(bin, "-db", "-f", cfgPath)
 	cmd.Stdout, cmd.Stderr = &hlog, &hlog
 	if err := cmd.Start(); err != nil {

@@ -5,10 +5,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"errors"
+	"io"
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 
 	"switchyard/app"
 	"switchyard/config"
+	"switchyard/internal/testkit"
 	"switchyard/sim"
 	"switchyard/stratum"
 )
@@ -26,21 +28,10 @@ import (
 const testDiff = 1e-7
 
 // syncBuf is a goroutine-safe buffer for ledgers.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
+type syncBuf struct{ testkit.Buffer }
 
 func (s *syncBuf) entries(t *testing.T) []sim.LedgerEntry {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	es, err := sim.ReadLedger(bytes.NewReader(s.b.Bytes()))
+	es, err := sim.ReadLedger(bytes.NewReader(s.Bytes()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,19 +163,11 @@ func (r *rig) counter(name string, labels ...string) float64 {
 
 var _ = testutil.ToFloat64 // keep the dependency for helpers in other files
 
-// waitFor polls cond every 20ms until it holds or within passes.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+// waitFor polls cond until it holds, failing after within.
+var waitFor = testkit.WaitFor
 
-// client is a hand-driven miner: raw Stratum lines over TCP.
+// client is a hand-driven miner, and a hostile one: raw Stratum lines over
+// TCP.
 type client struct {
 	t    *testing.T
 	conn net.Conn
@@ -207,7 +190,7 @@ func dialClient(t *testing.T, addr string) *client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	return &client{t: t, conn: c, rd: bufio.NewReader(c)}
+	return &client{t: t, conn: c, rd: bufio.NewReaderSize(c, 64<<10)}
 }
 
 // send writes a raw line.
@@ -371,4 +354,59 @@ func (c *client) submit(worker string, s share) int {
 		c.t.Fatalf("submit answered %s / %s", m.Result, m.Error)
 	}
 	return code
+}
+
+// The raw side of client, for hostile traffic: bytes in, messages out.
+
+func (rc *client) write(b []byte) error {
+	_ = rc.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, err := rc.conn.Write(b)
+	return err
+}
+
+// msg reads the next line as a message.
+func (rc *client) msg() *stratum.Message {
+	rc.t.Helper()
+	_ = rc.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line, err := rc.rd.ReadBytes('\n')
+	if err != nil {
+		rc.t.Fatalf("reading an answer: %v", err)
+	}
+	m := &stratum.Message{}
+	if err := m.Decode(bytes.TrimSpace(line)); err != nil {
+		rc.t.Fatalf("proxy sent an undecodable line %q: %v", line, err)
+	}
+	return m
+}
+
+// closedByPeer reads until the proxy closes the connection, skipping what
+// it sent first; false when it stays open for within.
+func (rc *client) closedByPeer(within time.Duration) bool {
+	_ = rc.conn.SetReadDeadline(time.Now().Add(within))
+	_, err := io.Copy(io.Discard, rc.rd)
+	var ne net.Error
+	return !(errors.As(err, &ne) && ne.Timeout())
+}
+
+// sentinel sends a request the proxy always answers with success and reads
+// up to its answer, returning the answers that came before it: proof that
+// the connection is still usable and that everything before was handled.
+func (rc *client) sentinel() []*stratum.Message {
+	rc.t.Helper()
+	if err := rc.write([]byte(`{"id":"sentinel","method":"mining.extranonce.subscribe","params":[]}` + "\n")); err != nil {
+		rc.t.Fatal(err)
+	}
+	var before []*stratum.Message
+	for i := 0; i < 10000; i++ {
+		m := rc.msg()
+		if m.IsResponse() && string(m.ID) == `"sentinel"` {
+			if !stratum.IsTrue(m.Result) {
+				rc.t.Fatalf("sentinel answered %s %s", m.Result, m.Error)
+			}
+			return before
+		}
+		before = append(before, m)
+	}
+	rc.t.Fatal("no answer to the sentinel")
+	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"runtime"
@@ -19,6 +18,7 @@ import (
 
 	"switchyard/config"
 	"switchyard/internal/race"
+	"switchyard/internal/testkit"
 	"switchyard/metrics"
 	"switchyard/sim"
 	"switchyard/stratum"
@@ -159,7 +159,7 @@ func (h *hostileEnv) run(name string, want expect, attack func(t *testing.T) (cl
 		}
 
 		slack := 8
-		if err := pollUntil(10*time.Second, func() bool { return runtime.NumGoroutine() <= before.goroutines+slack }); err != nil {
+		if err := pollErr(10*time.Second, func() bool { return runtime.NumGoroutine() <= before.goroutines+slack }); err != nil {
 			var sb strings.Builder
 			_ = pprof.Lookup("goroutine").WriteTo(&sb, 1)
 			t.Errorf("goroutines: %d before, %d after:\n%s", before.goroutines, runtime.NumGoroutine(), sb.String())
@@ -194,65 +194,6 @@ func (h *hostileEnv) run(name string, want expect, attack func(t *testing.T) (cl
 	})
 }
 
-// pollUntil polls cond every 20ms until it holds or within passes.
-func pollUntil(within time.Duration, cond func() bool) error {
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return errors.New("timed out")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return nil
-}
-
-// rawConn is a hostile peer's connection.
-type rawConn struct {
-	t  *testing.T
-	c  net.Conn
-	rd *bufio.Reader
-}
-
-func dialRaw(t *testing.T, addr string) *rawConn {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return &rawConn{t: t, c: c, rd: bufio.NewReaderSize(c, 64<<10)}
-}
-
-func (rc *rawConn) write(b []byte) error {
-	_ = rc.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	_, err := rc.c.Write(b)
-	return err
-}
-
-// msg reads the next line as a message.
-func (rc *rawConn) msg() *stratum.Message {
-	rc.t.Helper()
-	_ = rc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	line, err := rc.rd.ReadBytes('\n')
-	if err != nil {
-		rc.t.Fatalf("reading an answer: %v", err)
-	}
-	m := &stratum.Message{}
-	if err := m.Decode(bytes.TrimSpace(line)); err != nil {
-		rc.t.Fatalf("proxy sent an undecodable line %q: %v", line, err)
-	}
-	return m
-}
-
-// closedByPeer reads until the proxy closes the connection, skipping what
-// it sent first; false when it stays open for within.
-func (rc *rawConn) closedByPeer(within time.Duration) bool {
-	_ = rc.c.SetReadDeadline(time.Now().Add(within))
-	_, err := io.Copy(io.Discard, rc.rd)
-	var ne net.Error
-	return !(errors.As(err, &ne) && ne.Timeout())
-}
-
 // errCode returns the Stratum error code of an answer, 0 for a success.
 func errCode(m *stratum.Message) int {
 	if m.Error == nil {
@@ -260,29 +201,6 @@ func errCode(m *stratum.Message) int {
 	}
 	code, _ := stratum.ErrorParam(m.Error)
 	return code
-}
-
-// sentinel sends a request the proxy always answers with success and reads
-// up to its answer, returning the answers that came before it: proof that
-// the connection is still usable and that everything before was handled.
-func (rc *rawConn) sentinel() []*stratum.Message {
-	rc.t.Helper()
-	if err := rc.write([]byte(`{"id":"sentinel","method":"mining.extranonce.subscribe","params":[]}` + "\n")); err != nil {
-		rc.t.Fatal(err)
-	}
-	var before []*stratum.Message
-	for i := 0; i < 10000; i++ {
-		m := rc.msg()
-		if m.IsResponse() && string(m.ID) == `"sentinel"` {
-			if !stratum.IsTrue(m.Result) {
-				rc.t.Fatalf("sentinel answered %s %s", m.Result, m.Error)
-			}
-			return before
-		}
-		before = append(before, m)
-	}
-	rc.t.Fatal("no answer to the sentinel")
-	return nil
 }
 
 // TestHostileMiners throws malformed, oversized, garbage, out-of-order and
@@ -299,8 +217,8 @@ func TestHostileMiners(t *testing.T) {
 			return h.r.counter("switchyard_shares_total", "result", "rejected", "reason", stratum.ReasonMalformed.String())
 		}
 		before := malformedShares()
-		rc := dialRaw(t, addr)
-		defer rc.c.Close()
+		rc := dialClient(t, addr)
+		defer rc.conn.Close()
 		lines := []string{
 			`{`,
 			`not json at all`,
@@ -335,7 +253,7 @@ func TestHostileMiners(t *testing.T) {
 
 	h.run("1 MiB line without newline", expect{limits: map[string]float64{metrics.LimitMaxLineBytes: 1},
 		closed: map[string]float64{"line_too_long": 1}}, func(t *testing.T) float64 {
-		rc := dialRaw(t, addr)
+		rc := dialClient(t, addr)
 		big := bytes.Repeat([]byte(`{"id":1,"method":"mining.subscribe","params":["`), (1<<20)/47)
 		_ = rc.write(big) // the proxy closes mid-way: a write error is expected
 		if !rc.closedByPeer(10 * time.Second) {
@@ -346,8 +264,8 @@ func TestHostileMiners(t *testing.T) {
 
 	garbageLines := 64
 	h.run("binary garbage", expect{protocol: map[string]float64{metrics.ProtocolMalformed: float64(garbageLines)}}, func(t *testing.T) float64 {
-		rc := dialRaw(t, addr)
-		defer rc.c.Close()
+		rc := dialClient(t, addr)
+		defer rc.conn.Close()
 		rng := rand.New(rand.NewPCG(7, 7))
 		var buf []byte
 		for i := 0; i < garbageLines; i++ {
@@ -377,8 +295,8 @@ func TestHostileMiners(t *testing.T) {
 	})
 
 	h.run("unknown methods", expect{protocol: map[string]float64{metrics.ProtocolUnknownMethod: 5}}, func(t *testing.T) float64 {
-		rc := dialRaw(t, addr)
-		defer rc.c.Close()
+		rc := dialClient(t, addr)
+		defer rc.conn.Close()
 		lines := []string{
 			`{"id":1,"method":"mining.get_transactions","params":["1"]}`,
 			`{"id":2,"method":"eth_submitLogin","params":["0xabc"]}`,
@@ -404,8 +322,8 @@ func TestHostileMiners(t *testing.T) {
 	})
 
 	h.run("wrong parameter types", expect{protocol: map[string]float64{metrics.ProtocolBadParams: 5}}, func(t *testing.T) float64 {
-		rc := dialRaw(t, addr)
-		defer rc.c.Close()
+		rc := dialClient(t, addr)
+		defer rc.conn.Close()
 		bad := []string{
 			`{"id":1,"method":"mining.authorize","params":[{"user":"u"},"x"]}`,
 			`{"id":2,"method":"mining.authorize","params":[]}`,
@@ -427,7 +345,8 @@ func TestHostileMiners(t *testing.T) {
 		}
 		// Still usable: a real handshake and a submit with params of the
 		// wrong types, refused as a malformed share.
-		c := &client{t: t, conn: rc.c, rd: rc.rd, id: 100}
+		c := rc // the same connection, now as an ordinary miner
+		c.id = 100
 		c.handshake("rig.types")
 		before := h.r.counter("switchyard_shares_total", "result", "rejected", "reason", stratum.ReasonMalformed.String())
 		if m := c.call(stratum.MethodSubmit, `[1,2,3,4,5]`); errCode(m) != stratum.CodeOther {
@@ -476,7 +395,7 @@ func TestHostileMiners(t *testing.T) {
 		for i := 0; i < burst; i++ {
 			fmt.Fprintf(&sb, `{"id":%d,"method":"mining.submit","params":["rig.flood","ffffffff","000000","5f5e1000","%08x"]}`+"\n", 1000+i, i)
 		}
-		if err := (&rawConn{t: t, c: c.conn}).write([]byte(sb.String())); err != nil {
+		if err := c.write([]byte(sb.String())); err != nil {
 			t.Fatal(err)
 		}
 		for i := 0; i < burst; i++ {
@@ -596,8 +515,8 @@ func TestConnectionLimits(t *testing.T) {
 
 	h.run("slowloris and silent connections", expect{limits: map[string]float64{metrics.LimitAuthTimeout: 2},
 		closed: map[string]float64{"auth_timeout": 2}}, func(t *testing.T) float64 {
-		silent := dialRaw(t, addr)
-		slow := dialRaw(t, addr)
+		silent := dialClient(t, addr)
+		slow := dialClient(t, addr)
 		line := []byte(`{"id":1,"method":"mining.subscribe","params":["slowloris/1.0"]}` + "\n" +
 			`{"id":2,"method":"mining.authorize","params":["slow.1","x"]}` + "\n")
 		done := make(chan bool, 1)
@@ -649,7 +568,7 @@ func TestConnectionLimits(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer nc.Close()
-		rc := &rawConn{t: t, c: nc, rd: bufio.NewReader(nc)}
+		rc := &client{t: t, conn: nc, rd: bufio.NewReader(nc)}
 		_ = rc.write([]byte(`{"id":1,"method":"mining.subscribe","params":[]}` + "\n"))
 		if !rc.closedByPeer(10 * time.Second) {
 			t.Fatalf("connection from %s over the cap stays open", src)
@@ -683,4 +602,12 @@ func TestConnectionLimits(t *testing.T) {
 		closeAll(cs)
 		return spare
 	})
+}
+
+// pollErr is testkit.Poll as an error, for callers that report it.
+func pollErr(within time.Duration, cond func() bool) error {
+	if !testkit.Poll(within, cond) {
+		return errors.New("timed out")
+	}
+	return nil
 }

@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 
+	"switchyard/internal/testkit"
 	"switchyard/stratum"
 )
 
@@ -22,23 +22,11 @@ import (
 const testDiff = 1e-7
 
 // syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
+type syncBuffer struct{ testkit.Buffer }
 
 func (s *syncBuffer) entries(t *testing.T) []LedgerEntry {
 	t.Helper()
-	s.mu.Lock()
-	data := append([]byte(nil), s.b.Bytes()...)
-	s.mu.Unlock()
-	es, err := ReadLedger(bytes.NewReader(data))
+	es, err := ReadLedger(bytes.NewReader(s.Bytes()))
 	if err != nil {
 		t.Fatalf("ReadLedger: %v", err)
 	}
@@ -68,17 +56,8 @@ func startFleet(t *testing.T, cfg FleetConfig) *Fleet {
 	return f
 }
 
-// waitFor polls cond every 10 ms until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+// waitFor polls cond until it holds, failing after timeout.
+var waitFor = testkit.WaitFor
 
 // client is a hand-driven Stratum connection for checking a pool from the
 // outside.

@@ -1,34 +1,20 @@
 package upstream
 
 import (
-	"bytes"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"switchyard/internal/testkit"
 	"switchyard/stratum"
 )
 
 // lockedBuf is a goroutine-safe log sink.
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+type lockedBuf struct{ testkit.Buffer }
 
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.b.String(), s)
-}
+func (l *lockedBuf) count(s string) int { return strings.Count(l.String(), s) }
 
 // TestLateSubmitsLoggedOnce: submits that time out on several health
 // ticks while the pool is dark give one warning when the session turns
@@ -59,7 +45,7 @@ func TestLateSubmitsLoggedOnce(t *testing.T) {
 	rec.waitState(StateDown)
 	pc.waitClosed()
 	if n := logs.count("pool did not answer submits in time"); n != 1 {
-		t.Errorf("%d warnings for one dark spell, want 1:\n%s", n, logs.b.String())
+		t.Errorf("%d warnings for one dark spell, want 1:\n%s", n, logs.String())
 	}
 }
 
@@ -76,10 +62,10 @@ func TestLogLateRepeatsAtMostEvery30s(t *testing.T) {
 	}
 	s.logLate(t0.Add(lateLogEvery), 1, false)
 	if n := logs.count(`"shares":199`); n != 1 {
-		t.Fatalf("the repeat does not carry the count of shares since the last line:\n%s", logs.b.String())
+		t.Fatalf("the repeat does not carry the count of shares since the last line:\n%s", logs.String())
 	}
 	s.logLate(t0.Add(lateLogEvery+time.Second), 1, true) // a new dark spell
 	if n := logs.count("did not answer"); n != 3 {
-		t.Fatalf("%d lines, want 3:\n%s", n, logs.b.String())
+		t.Fatalf("%d lines, want 3:\n%s", n, logs.String())
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
+	"switchyard/internal/testkit"
 	"switchyard/metrics"
 	"switchyard/stratum"
 )
@@ -54,13 +55,7 @@ func runManager(t *testing.T, pools []Pool, o ManagerOptions) (*Manager, *fakeSi
 // eventually polls cond until it holds, for at most waitFor.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("never: %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.WaitFor(t, waitFor, what, cond)
 }
 
 // serveEvery plays h on every connection to fp until the test ends.

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"switchyard/internal/testkit"
 	"switchyard/sim"
 )
 
@@ -329,16 +330,7 @@ func TestReloadAndDrain(t *testing.T) {
 	t.Logf("final accounting: %s", buf.String())
 }
 
-func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+var waitUntil = testkit.WaitFor
 
 func sumMap(m map[string]uint64) (n uint64) {
 	for _, v := range m {
