@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"switchyard/metrics"
 	"switchyard/stratum"
 )
 
@@ -60,12 +61,13 @@ const (
 	StateDown                         // no usable connection; redial pending
 )
 
+// stateNames are the metrics package's state labels: one list for both.
 var stateNames = [...]string{
-	StateConnecting:  "connecting",
-	StateHandshaking: "handshaking",
-	StateLive:        "live",
-	StateSuspect:     "suspect",
-	StateDown:        "down",
+	StateConnecting:  metrics.StateConnecting,
+	StateHandshaking: metrics.StateHandshaking,
+	StateLive:        metrics.StateLive,
+	StateSuspect:     metrics.StateSuspect,
+	StateDown:        metrics.StateDown,
 }
 
 // String returns the state's metric label, e.g. "live".
