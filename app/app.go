@@ -445,14 +445,15 @@ func ManagerOptions(cfg *config.Config, log zerolog.Logger, met *metrics.Metrics
 	f := cfg.Failover
 	return upstream.ManagerOptions{
 		Session: upstream.Options{
-			DialTimeout:   f.DialTimeout.Duration(),
-			SubmitTimeout: f.SubmitTimeout.Duration(),
-			JobTimeout:    f.JobTimeout.Duration(),
-			Keepalive:     f.Keepalive.Duration(),
-			UserTimeout:   f.UserTimeout.Duration(),
-			BackoffMin:    f.BackoffMin.Duration(),
-			BackoffMax:    f.BackoffMax.Duration(),
-			VersionMask:   upstream.DefaultVersionMask,
+			DialTimeout:      f.DialTimeout.Duration(),
+			SubmitTimeout:    f.SubmitTimeout.Duration(),
+			SubmitTimeoutMin: f.SubmitTimeoutMin.Duration(),
+			JobTimeout:       f.JobTimeout.Duration(),
+			Keepalive:        f.Keepalive.Duration(),
+			UserTimeout:      f.UserTimeout.Duration(),
+			BackoffMin:       f.BackoffMin.Duration(),
+			BackoffMax:       f.BackoffMax.Duration(),
+			VersionMask:      upstream.DefaultVersionMask,
 			// A pool must hold switchyard's prefix and every miner's
 			// fixed extranonce2.
 			MinExtranonce2Size: cfg.Server.MinPoolExtranonce2Size,

@@ -109,8 +109,15 @@ type Failover struct {
 	// DialTimeout bounds connecting to a pool (TCP, SOCKS5 and TLS).
 	DialTimeout Duration `toml:"dial_timeout"`
 	// SubmitTimeout is how long a pool may take to answer a forwarded share
-	// before it is considered dark.
+	// before the share is lost and the pool dark; it is also the ceiling of
+	// the learned submit deadline.
 	SubmitTimeout Duration `toml:"submit_timeout"`
+	// SubmitTimeoutMin is the floor of the learned submit deadline: a pool
+	// is suspect (and miners leave it) once a share is unanswered for 4 ×
+	// the 95th percentile of its recent answer times, within
+	// [SubmitTimeoutMin, SubmitTimeout]. Equal to SubmitTimeout turns the
+	// learning off.
+	SubmitTimeoutMin Duration `toml:"submit_timeout_min"`
 	// JobTimeout is how long a pool may stay silent (no mining.notify)
 	// before it is considered dark.
 	JobTimeout Duration `toml:"job_timeout"`
@@ -243,18 +250,19 @@ func Default() *Config {
 			RetargetInterval:    Duration(60 * time.Second),
 		},
 		Failover: Failover{
-			DialTimeout:    Duration(3 * time.Second),
-			SubmitTimeout:  Duration(3 * time.Second),
-			JobTimeout:     Duration(120 * time.Second),
-			Keepalive:      Duration(5 * time.Second),
-			UserTimeout:    Duration(10 * time.Second),
-			FailbackAfter:  Duration(60 * time.Second),
-			Standby:        1,
-			WhenAllDown:    WhenAllDownHold,
-			MaxRejectRatio: 0.5,
-			RejectWindow:   50,
-			BackoffMin:     Duration(500 * time.Millisecond),
-			BackoffMax:     Duration(30 * time.Second),
+			DialTimeout:      Duration(3 * time.Second),
+			SubmitTimeout:    Duration(3 * time.Second),
+			SubmitTimeoutMin: Duration(500 * time.Millisecond),
+			JobTimeout:       Duration(120 * time.Second),
+			Keepalive:        Duration(2 * time.Second),
+			UserTimeout:      Duration(4 * time.Second),
+			FailbackAfter:    Duration(60 * time.Second),
+			Standby:          1,
+			WhenAllDown:      WhenAllDownHold,
+			MaxRejectRatio:   0.5,
+			RejectWindow:     50,
+			BackoffMin:       Duration(500 * time.Millisecond),
+			BackoffMax:       Duration(30 * time.Second),
 		},
 		Metrics: Metrics{
 			Listen:  "127.0.0.1:9333",

@@ -155,6 +155,11 @@ func fmtFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
 func (v *validator) failover(f *Failover, pools int) {
 	v.positive("failover.dial_timeout", f.DialTimeout)
 	v.positive("failover.submit_timeout", f.SubmitTimeout)
+	if f.SubmitTimeoutMin <= 0 {
+		v.add("failover.submit_timeout_min", "must be more than 0s (got %q)", f.SubmitTimeoutMin)
+	} else if f.SubmitTimeout > 0 && f.SubmitTimeoutMin > f.SubmitTimeout {
+		v.add("failover.submit_timeout_min", "must be at most submit_timeout (%s); equal turns the learned deadline off (got %q)", f.SubmitTimeout, f.SubmitTimeoutMin)
+	}
 	v.positive("failover.job_timeout", f.JobTimeout)
 	v.positive("failover.keepalive", f.Keepalive)
 	v.positive("failover.user_timeout", f.UserTimeout)
@@ -249,7 +254,7 @@ func (v *validator) poolTLS(p *Pool, ep Endpoint, urlOK bool, key func(string) s
 			v.add(key("tls_ca_file"), "no PEM certificate found in %q", p.TLSCAFile)
 		}
 	}
-	if _, err := parsePin(p.TLSPinSHA256); err != nil {
+	if _, err := ParsePin(p.TLSPinSHA256); err != nil {
 		v.add(key("tls_pin_sha256"), "%v", err)
 	}
 }

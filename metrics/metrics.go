@@ -145,6 +145,10 @@ type Metrics struct {
 	// Failovers is switchyard_failovers_total{from,to,reason}: moves of the
 	// miners from one pool to another ("" when there was none).
 	Failovers *prometheus.CounterVec
+	// PoolFalseAlarms is switchyard_pool_false_alarms_total{pool}: times
+	// miners left the pool while it was suspect (late shares) and it then
+	// answered them in time, never down: a false alarm.
+	PoolFalseAlarms *prometheus.CounterVec
 	// FailoverDuration is switchyard_failover_duration_seconds: from the
 	// active pool going dark to miners having work from the next one.
 	// Failbacks are timed apart, in FailbackDuration.
@@ -249,6 +253,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "switchyard_failovers_total",
 			Help: "Moves of the miners from one pool to another, by reason.",
 		}, []string{"from", "to", "reason"}),
+		PoolFalseAlarms: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_pool_false_alarms_total",
+			Help: "Times miners left the pool while it was suspect for late shares and it then answered them in time, never down.",
+		}, []string{"pool"}),
 		FailoverDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "switchyard_failover_duration_seconds",
 			Help:    "Time from the active pool going dark to miners having work from the next one.",
@@ -297,7 +305,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			m.Shares, m.ShareDifficulty,
 			m.Forwarded, m.ForwardedDifficulty, m.CreditedDifficulty, m.PoolVerdicts, m.SubmitLatency,
 			m.PoolState, m.PoolStateReason, m.ActivePool, m.PoolLastJob, m.PoolReconnects, m.UpstreamSessions,
-			m.Failovers, m.FailoverDuration, m.FailbackDuration,
+			m.Failovers, m.PoolFalseAlarms, m.FailoverDuration, m.FailbackDuration,
 			m.BlocksFound, m.VardiffDifficulty, m.LimitHits, m.ProtocolErrors,
 		)
 	}

@@ -18,8 +18,9 @@ const (
 	CauseAuthorized     // live with the connection's first job
 	CauseSubmitAnswered // back from suspect: a submit was answered in time
 	CauseJobReceived    // back from suspect: a job arrived
+	CauseLateAnswered   // back from suspect: every late share answered before SubmitTimeout, none lost (a false alarm)
 	// Suspect, and down after their grace.
-	CauseSubmitTimeout // a submit unanswered for SubmitTimeout (Why.Since: when it was sent)
+	CauseSubmitTimeout // a submit unanswered past its deadline, or lost after SubmitTimeout (Why.Since: when it was sent)
 	CauseJobTimeout    // no job for JobTimeout (Why.Since: the last job)
 	CauseRejecting     // reject ratio above MaxRejectRatio
 	// Down.
@@ -39,7 +40,7 @@ const (
 )
 
 var causeNames = [numCauses]string{
-	"none", "dial", "connected", "reconnected", "authorized", "submit_answered", "job_received",
+	"none", "dial", "connected", "reconnected", "authorized", "submit_answered", "job_received", "late_answered",
 	"submit_timeout", "job_timeout", "rejecting", "handshake_timeout", "eof", "read_error", "write_error",
 	"line_too_long", "malformed", "subscribe_refused", "unauthorized", "extranonce2_too_small", "reconnect", "stopped", "removed",
 }

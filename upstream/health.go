@@ -1,8 +1,11 @@
 package upstream
 
 import (
+	"bytes"
 	"math/rand/v2"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"switchyard/metrics"
@@ -28,12 +31,17 @@ import (
 //	                           JobTimeout after authorize ("job_timeout");
 //	                           "unauthorized"; "extranonce2_too_small";
 //	                           "subscribe refused"; …
-//	live        → suspect      a submit unanswered after SubmitTimeout
-//	                           ("submit_timeout"); no job for JobTimeout
-//	                           ("job_timeout"); reject ratio over the window
-//	                           above MaxRejectRatio ("rejecting")
-//	suspect     → live         every cause cleared: a timely submit answer
-//	                           ("submit_answered"), a job ("job_received")
+//	live        → suspect      a submit unanswered after its deadline (see
+//	                           Session.Deadline: SubmitTimeout until the pool's
+//	                           answer time is known) ("submit_timeout"); no
+//	                           job for JobTimeout ("job_timeout"); reject
+//	                           ratio over the window above MaxRejectRatio
+//	                           ("rejecting")
+//	suspect     → live         every cause cleared: the late shares answered
+//	                           before SubmitTimeout, none lost ("late_answered":
+//	                           a false alarm), a timely submit answer after
+//	                           some were lost ("submit_answered"), a job
+//	                           ("job_received")
 //	suspect     → down         no timely submit answer SubmitTimeout after
 //	                           turning suspect ("submit_timeout"); no job for
 //	                           1.5×JobTimeout ("job_timeout"); rejecting and
@@ -84,10 +92,10 @@ func States() []State {
 }
 
 // healthTick is how often a connection's health is checked: a tenth of the
-// shorter timeout, within [5ms, 250ms], so a timeout is noticed at most 10%
-// late.
-func healthTick(submitTimeout, jobTimeout time.Duration) time.Duration {
-	d := min(submitTimeout, jobTimeout) / 10
+// shortest timeout (the submit deadline's floor, SubmitTimeout, JobTimeout),
+// within [5ms, 250ms], so a timeout is noticed at most 10% late.
+func healthTick(floor, submitTimeout, jobTimeout time.Duration) time.Duration {
+	d := min(floor, submitTimeout, jobTimeout) / 10
 	return min(max(d, 5*time.Millisecond), 250*time.Millisecond)
 }
 
@@ -129,35 +137,70 @@ func (c *conn) check(now time.Time) {
 	}
 }
 
-// checkSubmits resolves submits older than SubmitTimeout as lost, turns
-// suspect on the first, and down when no timely answer followed for
-// another SubmitTimeout.
+// checkSubmits keeps the submit rules: a share older than SubmitTimeout is
+// resolved as lost (ReasonSubmitTimeout); the session turns suspect as soon
+// as its oldest unanswered share is older than the deadline (Deadline), or
+// one was lost; and it is down when no timely answer followed for another
+// SubmitTimeout. A share past the deadline but not past SubmitTimeout stays
+// pending: if the pool answers it, its verdict counts, and a session whose
+// late shares are all answered in time was a false alarm (see answered).
 func (c *conn) checkSubmits(now time.Time) {
 	s := c.s
 	st := s.opts.SubmitTimeout
 	expired := 0
-	var oldest time.Time
+	var oldest, oldestLost time.Time // the oldest share still pending, and lost now
 	for id, p := range s.pending {
 		if now.Sub(p.sent) >= st {
 			delete(s.pending, id)
 			s.result(&p.sub, stratum.ReasonSubmitTimeout, 0, "", 0)
 			expired++
-			if oldest.IsZero() || p.sent.Before(oldest) {
-				oldest = p.sent
+			if oldestLost.IsZero() || p.sent.Before(oldestLost) {
+				oldestLost = p.sent
 			}
+			continue
+		}
+		if oldest.IsZero() || p.sent.Before(oldest) {
+			oldest = p.sent
 		}
 	}
 	s.shrinkPending()
 	if expired > 0 {
+		c.lostLate = true
 		s.logLate(now, expired, c.submitSuspectAt.IsZero())
-		if c.submitSuspectAt.IsZero() {
-			c.submitSuspectAt, c.darkSince = now, oldest
-			s.setState(StateSuspect, Why{Cause: CauseSubmitTimeout, Since: oldest})
+	}
+	dl := s.lat.deadline
+	if c.submitSuspectAt.IsZero() && (expired > 0 || (!oldest.IsZero() && now.Sub(oldest) >= dl)) {
+		since := oldest
+		if !oldestLost.IsZero() && (since.IsZero() || oldestLost.Before(since)) {
+			since = oldestLost
 		}
+		c.submitSuspectAt, c.darkSince = now, since
+		s.answering.Store(false)
+		if expired == 0 {
+			s.log.Warn().Float64("deadline_s", dl.Seconds()).Float64("elapsed_s", now.Sub(since).Seconds()).
+				Int("pending", len(s.pending)).Msg("pool answers late: suspect")
+		}
+		why := Why{Cause: CauseSubmitTimeout, Since: since}
+		if expired == 0 {
+			why.Detail = "no answer within " + dl.String() // the learned deadline, below SubmitTimeout
+		}
+		s.setState(StateSuspect, why)
 	}
 	if !c.submitSuspectAt.IsZero() && now.Sub(c.submitSuspectAt) >= st {
 		c.fail(Why{Cause: CauseSubmitTimeout, Since: c.darkSince})
 	}
+}
+
+// oldestPending is the send time of the oldest share waiting for an
+// answer; zero when none is. s.mu is held.
+func (s *Session) oldestPending() time.Time {
+	var oldest time.Time
+	for _, p := range s.pending {
+		if oldest.IsZero() || p.sent.Before(oldest) {
+			oldest = p.sent
+		}
+	}
+	return oldest
 }
 
 // lateLogEvery is how often, at most, a session repeats "pool did not
@@ -173,7 +216,7 @@ func (s *Session) logLate(now time.Time, expired int, first bool) {
 	if !first && now.Sub(s.lateLogAt) < lateLogEvery {
 		return
 	}
-	s.log.Warn().Int("shares", s.late).Float64("elapsed_s", s.opts.SubmitTimeout.Seconds()).Msg("pool did not answer submits in time")
+	s.log.Warn().Int("shares", s.late).Float64("elapsed_s", s.opts.SubmitTimeout.Seconds()).Msg("pool did not answer submits in time: lost")
 	s.late, s.lateLogAt = 0, now
 }
 
@@ -194,10 +237,13 @@ func (c *conn) checkJobs(now time.Time) {
 	}
 }
 
-// answered updates health after a timely submit answer. s.mu is held.
-func (c *conn) answered(rejected bool, now time.Time) {
+// answered updates health after a pool's answer to a share that was
+// still pending, rtt after it was sent. counted says whether the answer
+// enters the reject window (see countsAsRefusal). s.mu is held.
+func (c *conn) answered(rejected, counted bool, rtt time.Duration, now time.Time) {
 	s := c.s
-	if s.opts.RejectWindow > 0 {
+	s.noteAnswer(rtt, now, true)
+	if s.opts.RejectWindow > 0 && counted {
 		s.rejects.add(rejected)
 		if c.rejectingAt.IsZero() && s.rejects.over(s.opts.MaxRejectRatio) {
 			c.rejectingAt = now
@@ -205,16 +251,86 @@ func (c *conn) answered(rejected bool, now time.Time) {
 			s.setState(StateSuspect, because(CauseRejecting))
 		}
 	}
-	if !c.submitSuspectAt.IsZero() {
-		c.submitSuspectAt = time.Time{}
-		c.maybeLive(CauseSubmitAnswered)
+	if c.submitSuspectAt.IsZero() {
+		return
 	}
+	if old := s.oldestPending(); !old.IsZero() && now.Sub(old) >= s.lat.deadline {
+		return // more late shares still wait
+	}
+	cause := CauseSubmitAnswered
+	if !c.lostLate {
+		// Every late share was answered before SubmitTimeout: the pool
+		// was slow for a moment, not dark.
+		cause = CauseLateAnswered
+		s.answering.Store(true)
+		s.log.Info().Float64("elapsed_s", now.Sub(c.darkSince).Seconds()).Msg("pool answered its late shares: false alarm")
+	}
+	c.submitSuspectAt, c.lostLate = time.Time{}, false
+	c.maybeLive(cause)
 }
 
 // maybeLive returns from suspect to live when no cause is left.
 func (c *conn) maybeLive(cause Cause) {
 	if c.submitSuspectAt.IsZero() && c.jobSuspectAt.IsZero() && c.rejectingAt.IsZero() && c.s.State() == StateSuspect {
 		c.s.setState(StateLive, because(cause))
+	}
+}
+
+// Adaptive submit deadline (see Options.SubmitTimeoutMin).
+const (
+	// latencySamples is how many of the latest share answer times the
+	// deadline is learned from.
+	latencySamples = 64
+	// latencyMinSamples answers must be seen before the deadline leaves
+	// SubmitTimeout: below that the quantile says little.
+	latencyMinSamples = 8
+	// deadlineFactor times the learned quantile is the deadline: a share
+	// four times as late as 95% of the recent ones is not jitter.
+	deadlineFactor = 4
+)
+
+// answerLatency learns a pool's answer time: a ring of the latest share
+// answer times and the deadline derived from them, kept up to date at each
+// answer without allocating. The zero value (after init) uses the ceiling.
+type answerLatency struct {
+	ring        [latencySamples]time.Duration
+	n, next     int
+	floor, ceil time.Duration
+	deadline    time.Duration // the deadline in force
+	high        time.Duration // the learned quantile (p95); zero until latencyMinSamples
+}
+
+func (l *answerLatency) init(floor, ceil time.Duration) {
+	l.floor, l.ceil, l.deadline = min(floor, ceil), ceil, ceil
+}
+
+// add records one answer time and recomputes the deadline.
+func (l *answerLatency) add(d time.Duration) {
+	l.ring[l.next] = d
+	l.next = (l.next + 1) % latencySamples
+	if l.n < latencySamples {
+		l.n++
+	}
+	if l.n < latencyMinSamples {
+		return
+	}
+	var sorted [latencySamples]time.Duration
+	copy(sorted[:], l.ring[:l.n])
+	slices.Sort(sorted[:l.n])
+	l.high = sorted[(l.n*95+99)/100-1] // p95, nearest rank
+	l.deadline = min(max(deadlineFactor*l.high, l.floor), l.ceil)
+}
+
+// noteAnswer records an answer to one of the session's requests, rtt
+// after it was sent: whether it came within the deadline in force (see
+// Answering), and, for a share (sample), its time in the deadline. s.mu
+// is held.
+func (s *Session) noteAnswer(rtt time.Duration, now time.Time, sample bool) {
+	s.answering.Store(rtt < s.lat.deadline)
+	s.lastAnswer.Store(now.UnixNano())
+	if sample {
+		s.lat.add(rtt)
+		s.deadline.Store(int64(s.lat.deadline))
 	}
 }
 
@@ -291,4 +407,45 @@ func jitter(d time.Duration) time.Duration {
 		return d
 	}
 	return d/2 + rand.N(d/2+1)
+}
+
+// countsAsRefusal reports whether a rejected share's answer says the pool
+// refuses credit (it enters the reject window for MaxRejectRatio), rather
+// than that the share came too late for the pool's current job: stale and
+// unknown-job answers are what latency produces (a share on a job the pool
+// has just replaced), on a slow link as much as on a pool at a block
+// change, and they say nothing about whether the pool pays. The pools'
+// own words for it: code 21 "Job not found" (public-pool, miningcore;
+// NiceHash "Job not found." under its code 2), ckpool's "reject-reason"
+// "Stale" and "Invalid JobID" (stratifier.c, share_errs), and "stale" or
+// "job not found" in any message. line is the raw answer, for ckpool's
+// field beside a null error.
+func countsAsRefusal(code int, msg string, line []byte) bool {
+	if code == stratum.CodeJobNotFound || staleWords(msg) {
+		return false
+	}
+	if i := bytes.Index(line, []byte(`"reject-reason"`)); i >= 0 {
+		rest := line[i+len(`"reject-reason"`):]
+		if j := bytes.IndexByte(rest, '"'); j >= 0 {
+			rest = rest[j+1:]
+			if k := bytes.IndexByte(rest, '"'); k >= 0 && staleWords(string(rest[:k])) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// staleWords reports whether a pool's reject message means a late share.
+func staleWords(msg string) bool {
+	if msg == "" {
+		return false
+	}
+	m := strings.ToLower(msg)
+	for _, w := range [...]string{"stale", "job not found", "invalid jobid", "invalid job id", "unknown job", "job expired", "old job"} {
+		if strings.Contains(m, w) {
+			return true
+		}
+	}
+	return false
 }

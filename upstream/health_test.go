@@ -31,17 +31,18 @@ func TestStateString(t *testing.T) {
 func TestHealthTick(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		submit, job, want time.Duration
+		floor, submit, job, want time.Duration
 	}{
-		{3 * time.Second, 120 * time.Second, 250 * time.Millisecond},
-		{time.Second, 120 * time.Second, 100 * time.Millisecond},
-		{300 * time.Millisecond, 10 * time.Second, 30 * time.Millisecond},
-		{3 * time.Second, 400 * time.Millisecond, 40 * time.Millisecond},
-		{time.Millisecond, time.Second, 5 * time.Millisecond},
+		{3 * time.Second, 3 * time.Second, 120 * time.Second, 250 * time.Millisecond},
+		{500 * time.Millisecond, 3 * time.Second, 120 * time.Second, 50 * time.Millisecond}, // the defaults
+		{time.Second, time.Second, 120 * time.Second, 100 * time.Millisecond},
+		{300 * time.Millisecond, 300 * time.Millisecond, 10 * time.Second, 30 * time.Millisecond},
+		{3 * time.Second, 3 * time.Second, 400 * time.Millisecond, 40 * time.Millisecond},
+		{time.Millisecond, time.Millisecond, time.Second, 5 * time.Millisecond},
 	}
 	for _, tt := range tests {
-		if got := healthTick(tt.submit, tt.job); got != tt.want {
-			t.Errorf("healthTick(%v, %v) = %v, want %v", tt.submit, tt.job, got, tt.want)
+		if got := healthTick(tt.floor, tt.submit, tt.job); got != tt.want {
+			t.Errorf("healthTick(%v, %v, %v) = %v, want %v", tt.floor, tt.submit, tt.job, got, tt.want)
 		}
 	}
 }

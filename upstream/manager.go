@@ -47,7 +47,7 @@ type SwitchEvent struct {
 	Seq      uint64        // one per switch; the lane reports repeat it
 	At       time.Time     // when the switch was decided
 	From, To string        // pool names; "" for none
-	Reason   string        // failback, startup, recovered, or why From went dark
+	Reason   string        // failback, startup, recovered, false_alarm (back at once after a false alarm), or why From went dark
 	Dark     time.Duration // how long From had been dark when the switch was decided
 	Lane     int
 	Took     time.Duration // from From going dark (or the decision) to Lane's miners having new work
@@ -109,6 +109,15 @@ type poolRun struct {
 	// failbackAt is when miners last returned to this pool by failback;
 	// zero once they have stayed for its hold.
 	failbackAt time.Time
+	// leftSuspectAt is when miners last left this pool while it was
+	// suspect (not down); zero when they left it down, or it has been
+	// judged. alarmSpoiled is set when, since then, one of its sessions
+	// went down or lost late shares: not a false alarm. falseAlarm is set
+	// while it is live again after a false alarm and miners have not
+	// returned (PoolView.FalseAlarm).
+	leftSuspectAt time.Time
+	alarmSpoiled  bool
+	falseAlarm    bool
 }
 
 // maxStrikes caps the failback hold at FailbackAfter << maxStrikes.
@@ -283,6 +292,9 @@ func (m *Manager) SessionState(s *Session, st State, why Why) {
 	if st == StateLive {
 		p.downReason = Why{}
 	}
+	if !p.leftSuspectAt.IsZero() && (st == StateDown || st == StateLive && why.Cause == CauseSubmitAnswered) {
+		p.alarmSpoiled = true // dark after all, or late shares were lost
+	}
 	// A reconnect is a connection a session makes after an earlier one of
 	// its own was established: neither its first nor a failed dial.
 	if met := m.opts.Metrics; met != nil && st == StateHandshaking && why.Cause == CauseReconnected {
@@ -370,8 +382,10 @@ func (m *Manager) refresh(p *poolRun, why Why) {
 		p.liveSince = now
 		p.darkReason = Why{}
 		m.log.Info().Str("pool", p.pool.Name).Str("from", was.String()).Msg("pool live")
+		m.judgeAlarm(p, now)
 	} else if was == StateLive {
 		p.liveSince = time.Time{}
+		p.falseAlarm = false
 		// The session knows when the darkness began (the oldest unanswered
 		// share, the last job); otherwise it began now.
 		p.darkSince = now
@@ -396,6 +410,30 @@ func (m *Manager) refresh(p *poolRun, why Why) {
 	if met := m.opts.Metrics; met != nil {
 		met.SetPoolState(p.pool.Name, st.String())
 	}
+}
+
+// judgeAlarm decides, as p goes live again, whether leaving it was a false
+// alarm: miners left it while it was suspect, within the grace
+// (SubmitTimeout, by when its late shares would have been lost) it is live
+// again, and none of its sessions went down or lost a share meanwhile.
+// Called with m.mu held.
+func (m *Manager) judgeAlarm(p *poolRun, now time.Time) {
+	if p.leftSuspectAt.IsZero() {
+		return
+	}
+	grace := m.opts.Session.SubmitTimeout
+	if grace <= 0 {
+		grace = DefaultSubmitTimeout
+	}
+	if !p.alarmSpoiled && now.Sub(p.leftSuspectAt) <= grace && p != m.active {
+		p.falseAlarm = true
+		m.log.Warn().Str("pool", p.pool.Name).Float64("elapsed_s", now.Sub(p.leftSuspectAt).Seconds()).
+			Msg("pool answered its late shares: false alarm")
+		if met := m.opts.Metrics; met != nil {
+			met.PoolFalseAlarms.WithLabelValues(p.pool.Name).Inc()
+		}
+	}
+	p.leftSuspectAt, p.alarmSpoiled = time.Time{}, false
 }
 
 // poolState folds a pool's lane sessions into one state: live when every
@@ -467,6 +505,8 @@ func (m *Manager) decide(why Why) {
 		m.switchTo(m.pools[d.Active], "startup", now)
 	case MoveRecovered:
 		m.switchTo(m.pools[d.Active], "recovered", now)
+	case MoveFalseAlarm:
+		m.switchTo(m.pools[d.Active], "false_alarm", now)
 	case MoveFailover:
 		reason := "removed"
 		if m.active != nil {
@@ -498,13 +538,44 @@ func (m *Manager) situation(now time.Time) Situation {
 	s := Situation{Active: -1, AllDown: m.allDown, Now: now, Start: m.runStart, Pools: make([]PoolView, len(m.pools))}
 	for i, p := range m.pools {
 		s.Pools[i] = PoolView{State: p.state, LiveSince: p.liveSince, Removed: p.removed, Refused: p.downReason.Cause.RefusedForGood(),
-			Strikes: p.strikes, FailbackAt: p.failbackAt}
+			Strikes: p.strikes, FailbackAt: p.failbackAt, FalseAlarm: p.falseAlarm && p.state == StateLive}
+		s.Pools[i].Answering, s.Pools[i].StillAnswers = m.answers(p, now)
 		if p == m.active {
 			s.Active = i
 		}
 	}
 	s.HadActive = m.active != nil && s.Active < 0
 	return s
+}
+
+// answers reports whether every established lane of p has shown it
+// answers in time (Session.Answering), and, for a suspect pool, whether
+// each lane that is not live is only late: suspect for late shares, with
+// an answer within SubmitTimeout. Called with m.mu held.
+func (m *Manager) answers(p *poolRun, now time.Time) (answering, stillAnswers bool) {
+	ceil := m.opts.Session.SubmitTimeout
+	if ceil <= 0 {
+		ceil = DefaultSubmitTimeout
+	}
+	any := false
+	for _, e := range p.established {
+		any = any || e
+	}
+	answering, stillAnswers = true, p.state == StateSuspect
+	n := 0
+	for k, s := range p.sessions {
+		if s == nil || any && !p.established[k] {
+			continue
+		}
+		n++
+		answering = answering && s.Answering()
+		if st := s.State(); st != StateLive {
+			last := s.LastAnswer()
+			stillAnswers = stillAnswers && st == StateSuspect && s.Cause() == CauseSubmitTimeout &&
+				!last.IsZero() && now.Sub(last) < ceil
+		}
+	}
+	return answering && n > 0, stillAnswers && n > 0
 }
 
 func (m *Manager) policy() Policy {
@@ -527,8 +598,15 @@ func (m *Manager) switchTo(p *poolRun, reason string, now time.Time) {
 	m.setActive(p)
 	m.allDown = false
 	m.lastSeen = now
-	if reason == "failback" {
+	if reason == "failback" || reason == "false_alarm" {
 		p.failbackAt = now
+	}
+	p.falseAlarm, p.leftSuspectAt = false, time.Time{}
+	if from != nil && from != p {
+		from.leftSuspectAt, from.alarmSpoiled = time.Time{}, false
+		if from.state == StateSuspect {
+			from.leftSuspectAt = now // a false alarm if it answers in time (judgeAlarm)
+		}
 	}
 	if from == nil && reason == "startup" {
 		m.log.Info().Str("pool", p.pool.Name).Msg("mining on pool")
@@ -553,7 +631,7 @@ func (m *Manager) switchTo(p *poolRun, reason string, now time.Time) {
 		if from != nil || reason != "startup" {
 			lane, to := lane, p.pool.Name
 			m.sink.TimeSwitch(lane, since, func(d time.Duration) {
-				if met := m.opts.Metrics; met != nil && reason == "failback" {
+				if met := m.opts.Metrics; met != nil && (reason == "failback" || reason == "false_alarm") {
 					met.FailbackDuration.Observe(d.Seconds())
 				} else if met != nil {
 					met.FailoverDuration.Observe(d.Seconds())
@@ -634,7 +712,7 @@ func (m *Manager) setActive(p *poolRun) {
 // states.
 func reasonLabel(r string) string {
 	switch r {
-	case "failback", "startup", "recovered":
+	case "failback", "startup", "recovered", "false_alarm":
 		return r
 	}
 	for _, c := range Causes() {

@@ -22,6 +22,20 @@ type PoolView struct {
 	// FailbackAt is when miners last returned to this pool by failback;
 	// zero once they have stayed for its hold.
 	FailbackAt time.Time
+	// Answering is set when the pool has shown it answers in time: its
+	// latest answers (to shares, or to the handshake of a pool that has
+	// had none) came within its deadline. Failback needs it; failover and
+	// startup prefer pools that have it.
+	Answering bool
+	// StillAnswers is set on a suspect pool that is only late: it is
+	// suspect for late shares, not dark, and answered within SubmitTimeout.
+	// With no live pool, miners stay on it (or go to it) rather than be
+	// held.
+	StillAnswers bool
+	// FalseAlarm is set on a live pool that miners left while it was
+	// suspect, never down, and that answered its late shares within the
+	// grace: miners go back at once (MoveFalseAlarm) unless it has strikes.
+	FalseAlarm bool
 }
 
 // Situation is the selector's input: the pools ranked best first, the pool
@@ -52,15 +66,16 @@ type Move uint8
 
 // Moves.
 const (
-	MoveNone      Move = iota // miners stay where they are
-	MoveStartup               // the first pool miners work for
-	MoveFailover              // the active pool is not live (or was removed)
-	MoveFailback              // a better pool has been live for its hold
-	MoveRecovered             // a pool is live again after all were down
-	MoveAllDown               // no pool is live: miners are held or disconnected
+	MoveNone       Move = iota // miners stay where they are
+	MoveStartup                // the first pool miners work for
+	MoveFailover               // the active pool is not live (or was removed)
+	MoveFailback               // a better pool has been live for its hold
+	MoveRecovered              // a pool is live again after all were down
+	MoveAllDown                // no pool is live: miners are held or disconnected
+	MoveFalseAlarm             // back at once to a better pool that was only late (see PoolView.FalseAlarm)
 )
 
-var moveNames = [...]string{"none", "startup", "failover", "failback", "recovered", "all_down"}
+var moveNames = [...]string{"none", "startup", "failover", "failback", "recovered", "all_down", "false_alarm"}
 
 func (m Move) String() string {
 	if int(m) < len(moveNames) {
@@ -103,23 +118,40 @@ func (p Policy) Strike(v PoolView, now time.Time) bool {
 // Select applies the policy:
 //
 //   - miners stay on a live active pool unless a better-ranked one has been
-//     live for its hold (failback);
+//     live, and answering in time, for its hold (failback), or was left
+//     for a false alarm (PoolView.FalseAlarm, no strikes): back at once;
 //   - at startup, a backup is taken only once the start grace has passed or
 //     no better-ranked pool may still come (all refused us for good);
-//   - when the active pool is not live, miners go to the best live pool
-//     (failover; recovered when all were down);
-//   - with no live pool, miners are told once (all down), but not before
-//     the start grace while nothing was ever active.
+//   - when the active pool is not live, miners go to the best live pool,
+//     one answering in time if there is one (failover; recovered when all
+//     were down); with no live pool, to the best pool that is only late
+//     (PoolView.StillAnswers), and they stay on an active pool that is;
+//   - with no live pool and none that still answers, miners are told once
+//     (all down), but not before the start grace while nothing was ever
+//     active.
 func Select(s Situation, p Policy) Decision {
 	d := Decision{Active: s.Active}
-	best := -1
+	usable := func(i int) bool { return s.Pools[i].State == StateLive && !s.Pools[i].Removed }
+	best, bestAnswering, late := -1, -1, -1
 	for i, v := range s.Pools {
-		if v.State == StateLive && !v.Removed {
+		switch {
+		case usable(i) && best < 0:
 			best = i
-			break
+			if v.Answering {
+				bestAnswering = i
+			}
+		case usable(i) && v.Answering && bestAnswering < 0:
+			bestAnswering = i
+		case v.State == StateSuspect && v.StillAnswers && !v.Removed && late < 0:
+			late = i
 		}
 	}
-	activeLive := s.Active >= 0 && s.Active < len(s.Pools) && s.Pools[s.Active].State == StateLive && !s.Pools[s.Active].Removed
+	if bestAnswering >= 0 {
+		best = bestAnswering // a live pool answering in time first
+	}
+	activeOK := s.Active >= 0 && s.Active < len(s.Pools) && !s.Pools[s.Active].Removed
+	activeLive := activeOK && s.Pools[s.Active].State == StateLive
+	activeLate := activeOK && s.Pools[s.Active].State == StateSuspect && s.Pools[s.Active].StillAnswers
 	hadActive := s.Active >= 0 || s.HadActive
 	switch {
 	case activeLive:
@@ -127,8 +159,18 @@ func Select(s Situation, p Policy) Decision {
 		if !a.FailbackAt.IsZero() && s.Now.Sub(a.FailbackAt) >= p.Hold(a) {
 			d.Forgive = true
 		}
-		if best >= 0 && best < s.Active && s.Now.Sub(s.Pools[best].LiveSince) >= p.Hold(s.Pools[best]) {
-			d.Active, d.Move = best, MoveFailback
+		first := true // only the best live pool is waited for
+		for i := 0; i < s.Active && d.Move == MoveNone; i++ {
+			v := s.Pools[i]
+			switch {
+			case !usable(i):
+			case v.FalseAlarm && v.Strikes == 0:
+				d.Active, d.Move = i, MoveFalseAlarm
+			case first && v.Answering && s.Now.Sub(v.LiveSince) >= p.Hold(v):
+				d.Active, d.Move = i, MoveFailback
+			default:
+				first = false
+			}
 		}
 	case best >= 0 && !hadActive && !s.AllDown && best > 0 && s.Now.Sub(s.Start) < p.StartGrace && betterMayCome(s.Pools, best):
 		// At startup, give better-ranked pools a moment to finish their
@@ -143,6 +185,13 @@ func Select(s Situation, p Policy) Decision {
 		default:
 			d.Move = MoveStartup
 		}
+	case activeLate:
+		// Slow is not dark: no pool is live, and the active one still
+		// answers its shares, late. Holding miners would help no one.
+	case late >= 0 && hadActive:
+		d.Active, d.Move = late, MoveFailover
+	case late >= 0 && s.AllDown:
+		d.Active, d.Move = late, MoveRecovered
 	case !s.AllDown && (hadActive || s.Now.Sub(s.Start) >= p.StartGrace):
 		d.Active, d.Move = -1, MoveAllDown
 	}

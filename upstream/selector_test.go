@@ -10,7 +10,12 @@ func TestSelect(t *testing.T) {
 	const fb = 10 * time.Second
 	t0 := time.Date(2026, 1, 5, 12, 0, 0, 0, time.UTC)
 	pol := Policy{FailbackAfter: fb, Standby: 1, StartGrace: 5 * time.Second, MaxStrikes: 4}
-	live := func(ago time.Duration) PoolView { return PoolView{State: StateLive, LiveSince: t0.Add(-ago)} }
+	live := func(ago time.Duration) PoolView {
+		return PoolView{State: StateLive, LiveSince: t0.Add(-ago), Answering: true}
+	}
+	unproven := func(ago time.Duration) PoolView { return PoolView{State: StateLive, LiveSince: t0.Add(-ago)} } // latest answer late
+	late := PoolView{State: StateSuspect, StillAnswers: true}                                                   // suspect, answering late
+	falseAlarm := PoolView{State: StateLive, LiveSince: t0.Add(-100 * time.Millisecond), FalseAlarm: true}
 	down := PoolView{State: StateDown}
 	shaking := PoolView{State: StateHandshaking}
 	suspect := PoolView{State: StateSuspect} // e.g. rejecting: reject ratio above max
@@ -62,10 +67,10 @@ func TestSelect(t *testing.T) {
 			s:      Situation{Pools: []PoolView{live(fb / 2), live(time.Hour)}, Active: 1, Now: t0},
 			active: 1, move: MoveNone, run: []bool{true, true}},
 		{name: "two strikes: the hold is four times failback_after",
-			s:      Situation{Pools: []PoolView{{State: StateLive, LiveSince: t0.Add(-3 * fb), Strikes: 2}, live(time.Hour)}, Active: 1, Now: t0},
+			s:      Situation{Pools: []PoolView{{State: StateLive, LiveSince: t0.Add(-3 * fb), Strikes: 2, Answering: true}, live(time.Hour)}, Active: 1, Now: t0},
 			active: 1, move: MoveNone, run: []bool{true, true}},
 		{name: "two strikes, held four times failback_after: back",
-			s:      Situation{Pools: []PoolView{{State: StateLive, LiveSince: t0.Add(-4 * fb), Strikes: 2}, live(time.Hour)}, Active: 1, Now: t0},
+			s:      Situation{Pools: []PoolView{{State: StateLive, LiveSince: t0.Add(-4 * fb), Strikes: 2, Answering: true}, live(time.Hour)}, Active: 1, Now: t0},
 			active: 0, move: MoveFailback, run: []bool{true, true}},
 		{name: "failback to the best of two better pools",
 			s:      Situation{Pools: []PoolView{live(time.Hour), live(time.Hour), live(time.Hour)}, Active: 2, Now: t0},
@@ -94,6 +99,42 @@ func TestSelect(t *testing.T) {
 		{name: "a removed pool is neither taken nor run",
 			s:      Situation{Pools: []PoolView{removed, live(time.Hour)}, Active: 1, Now: t0},
 			active: 1, move: MoveNone, run: []bool{false, true}},
+		{name: "false alarm: back at once, no hold",
+			s:      Situation{Pools: []PoolView{falseAlarm, live(time.Hour)}, Active: 1, Now: t0},
+			active: 0, move: MoveFalseAlarm, run: []bool{true, true}},
+		{name: "false alarm past a better pool still waiting for its hold",
+			s:      Situation{Pools: []PoolView{live(time.Second), falseAlarm, live(time.Hour)}, Active: 2, Now: t0},
+			active: 1, move: MoveFalseAlarm, run: []bool{true, true, true}},
+		{name: "false alarm with strikes: it waits its hold like any failback",
+			s:      Situation{Pools: []PoolView{{State: StateLive, LiveSince: t0.Add(-time.Second), FalseAlarm: true, Strikes: 1}, live(time.Hour)}, Active: 1, Now: t0},
+			active: 1, move: MoveNone, run: []bool{true, true}},
+		{name: "a false alarm ranked below the active pool: nothing to do",
+			s:      Situation{Pools: []PoolView{live(time.Hour), falseAlarm}, Active: 0, Now: t0},
+			active: 0, move: MoveNone, run: []bool{true, true}},
+		{name: "failback waits until the pool has shown it answers in time",
+			s:      Situation{Pools: []PoolView{unproven(time.Hour), live(time.Hour)}, Active: 1, Now: t0},
+			active: 1, move: MoveNone, run: []bool{true, true}},
+		{name: "failover prefers a pool answering in time",
+			s:      Situation{Pools: []PoolView{suspect, unproven(time.Hour), live(time.Hour)}, Active: 0, Now: t0},
+			active: 2, move: MoveFailover, run: []bool{true, true, true}},
+		{name: "failover to a live pool not yet proven when it is the only one",
+			s:      Situation{Pools: []PoolView{down, unproven(time.Hour)}, Active: 0, Now: t0},
+			active: 1, move: MoveFailover, run: []bool{true, true}},
+		{name: "two slow pools: miners stay on the active one, which still answers",
+			s:      Situation{Pools: []PoolView{late, late}, Active: 0, Now: t0},
+			active: 0, move: MoveNone, run: []bool{true, true}},
+		{name: "a late active pool is left for a live one",
+			s:      Situation{Pools: []PoolView{late, live(time.Minute)}, Active: 0, Now: t0},
+			active: 1, move: MoveFailover, run: []bool{true, true}},
+		{name: "the active pool dark, the other only late: miners go to it, not to hold",
+			s:      Situation{Pools: []PoolView{down, late}, Active: 0, Now: t0},
+			active: 1, move: MoveFailover, run: []bool{true, true}},
+		{name: "all down, then a pool that answers late: recovered on it",
+			s:      Situation{Pools: []PoolView{down, late}, Active: -1, AllDown: true, Now: t0},
+			active: 1, move: MoveRecovered, run: []bool{true, true}},
+		{name: "suspect and not answering: all down as before",
+			s:      Situation{Pools: []PoolView{suspect, suspect}, Active: 0, Now: t0},
+			active: -1, move: MoveAllDown, run: []bool{true, true}},
 		{name: "standby 0: only pools up to the active one run",
 			s:      Situation{Pools: []PoolView{live(time.Hour), live(time.Hour), live(time.Hour)}, Active: 0, Now: t0},
 			pol:    &Policy{FailbackAfter: fb, Standby: 0, StartGrace: time.Second, MaxStrikes: 4},
@@ -126,7 +167,7 @@ func TestSelectForgivesAfterHold(t *testing.T) {
 		back     time.Duration // since the failback
 		forgiven bool
 	}{{0, fb - 1, false}, {0, fb, true}, {1, fb, false}, {1, 2 * fb, true}, {9, 16 * fb, true}} {
-		a := PoolView{State: StateLive, LiveSince: t0.Add(-time.Hour), Strikes: tt.strikes, FailbackAt: t0.Add(-tt.back)}
+		a := PoolView{State: StateLive, LiveSince: t0.Add(-time.Hour), Strikes: tt.strikes, FailbackAt: t0.Add(-tt.back), Answering: true}
 		d := Select(Situation{Pools: []PoolView{a}, Active: 0, Now: t0}, pol)
 		if d.Forgive != tt.forgiven {
 			t.Errorf("strikes %d, %v after failback: forgive %v, want %v", tt.strikes, tt.back, d.Forgive, tt.forgiven)

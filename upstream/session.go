@@ -12,12 +12,14 @@
 // Submit.
 //
 // Health (see State and health.go): EOF or a reset is down at once; a
-// submit unanswered for SubmitTimeout is suspect, and still no timely answer
-// for another SubmitTimeout is down; no mining.notify for JobTimeout is
-// suspect and for 1.5×JobTimeout down; a reject ratio above MaxRejectRatio
-// is suspect, then down once the submits in flight are answered. TCP
-// keepalive and TCP_USER_TIMEOUT catch silent blackholes when no shares
-// flow.
+// submit unanswered past its deadline is suspect (the deadline is learned
+// from the pool's own answer times, within [SubmitTimeoutMin,
+// SubmitTimeout]: see Deadline), lost after SubmitTimeout, and still no
+// timely answer for another SubmitTimeout is down; no mining.notify for
+// JobTimeout is suspect and for 1.5×JobTimeout down; a reject ratio above
+// MaxRejectRatio (stale answers left out) is suspect, then down once the
+// submits in flight are answered. TCP keepalive and TCP_USER_TIMEOUT catch
+// silent blackholes when no shares flow.
 //
 // The Manager runs the ranked pools. Its policy is a pure function, Select
 // (selector.go); the Manager gathers what Select needs and carries out what
@@ -63,12 +65,23 @@ const DefaultVersionMask uint32 = 0x1fffe000
 const (
 	DefaultDialTimeout   = 10 * time.Second
 	DefaultSubmitTimeout = 3 * time.Second
-	DefaultJobTimeout    = 120 * time.Second
-	DefaultKeepalive     = 10 * time.Second
-	DefaultUserTimeout   = 30 * time.Second
-	DefaultBackoffMin    = time.Second
-	DefaultBackoffMax    = time.Minute
-	DefaultQueueLen      = 4096
+	// DefaultSubmitTimeoutMin is the floor of the learned submit deadline:
+	// a pool answering in 20-50 ms still gets half a second, above the
+	// pauses of a healthy pool at a block change (every connection's new
+	// job, and its database, at once) and a lost segment's retransmission
+	// on a short path (200 ms at least on Linux).
+	DefaultSubmitTimeoutMin = 500 * time.Millisecond
+	DefaultJobTimeout       = 120 * time.Second
+	// DefaultKeepalive and DefaultUserTimeout find a silent link with no
+	// share in flight about 4 s after the last byte from the pool: the
+	// first probe goes after 2 s of silence and TCP_USER_TIMEOUT, which on
+	// Linux decides for keepalive when set, drops the connection once 4 s
+	// have passed with a probe unanswered.
+	DefaultKeepalive   = 2 * time.Second
+	DefaultUserTimeout = 4 * time.Second
+	DefaultBackoffMin  = time.Second
+	DefaultBackoffMax  = time.Minute
+	DefaultQueueLen    = 4096
 )
 
 // Errors returned by Session.Submit. A Submit that returns one of them gets
@@ -119,9 +132,17 @@ type Options struct {
 	// DialTimeout bounds one connection attempt as a whole: TCP connect
 	// (also to a dark address), the SOCKS5 exchange and the TLS handshake.
 	DialTimeout time.Duration
-	// SubmitTimeout is how long the pool has to answer a submit, and each
-	// handshake request.
+	// SubmitTimeout is how long the pool has to answer a submit before the
+	// share is lost, and each handshake request; it is also the ceiling of
+	// the submit deadline.
 	SubmitTimeout time.Duration
+	// SubmitTimeoutMin is the floor of the submit deadline. The deadline
+	// is deadlineFactor (4) times the 95th percentile of the pool's last
+	// 64 answer times, within [SubmitTimeoutMin, SubmitTimeout]; until 8
+	// answers are known it is SubmitTimeout. A share unanswered past it
+	// makes the session suspect, and stays pending until SubmitTimeout.
+	// SubmitTimeoutMin >= SubmitTimeout turns the learning off.
+	SubmitTimeoutMin time.Duration
 	// JobTimeout is how long the pool may go without a mining.notify before
 	// the session is suspect (and down after half as long again).
 	JobTimeout time.Duration
@@ -268,6 +289,12 @@ type Session struct {
 	en      atomic.Pointer[extranonce]
 	nextID  atomic.Uint64 // request ids, never reused by the session
 	running atomic.Bool
+	cause   atomic.Uint32 // Cause of the latest state change
+	// deadline mirrors lat.deadline; answering and lastAnswer are set at
+	// each answer (see noteAnswer).
+	deadline   atomic.Int64
+	answering  atomic.Bool
+	lastAnswer atomic.Int64 // unix ns; 0: never
 
 	// mu guards the fields below and the current conn's state; Handler
 	// methods are called with it held.
@@ -279,6 +306,8 @@ type Session struct {
 	rejects     rejectWindow
 	conns       uint64  // connections made, numbering them from 1
 	res         Verdict // reused for SessionVerdict: no allocation per answer
+	// lat learns the pool's answer time and holds the submit deadline.
+	lat answerLatency
 	// late counts submits timed out since the last log line about them,
 	// logged at lateLogAt (see logLate).
 	late      int
@@ -325,7 +354,9 @@ func NewSession(p Pool, lane int, opts Options, h Handler) *Session {
 		workerIDs: make(map[uint64]string),
 	}
 	s.log = opts.Log.With().Str("component", "upstream").Str("pool", p.Name).Int("lane", lane).Logger()
-	s.tick = healthTick(opts.SubmitTimeout, opts.JobTimeout)
+	s.tick = healthTick(opts.SubmitTimeoutMin, opts.SubmitTimeout, opts.JobTimeout)
+	s.lat.init(opts.SubmitTimeoutMin, opts.SubmitTimeout)
+	s.deadline.Store(int64(s.lat.deadline))
 	s.stableAfter = opts.BackoffMax
 	s.rejects.init(opts.RejectWindow)
 	s.state.Store(uint32(StateDown))
@@ -344,6 +375,8 @@ func setDefaults(o *Options) {
 	}
 	def(&o.DialTimeout, DefaultDialTimeout)
 	def(&o.SubmitTimeout, DefaultSubmitTimeout)
+	def(&o.SubmitTimeoutMin, DefaultSubmitTimeoutMin)
+	o.SubmitTimeoutMin = min(o.SubmitTimeoutMin, o.SubmitTimeout)
 	def(&o.JobTimeout, DefaultJobTimeout)
 	def(&o.Keepalive, DefaultKeepalive)
 	def(&o.UserTimeout, DefaultUserTimeout)
@@ -381,6 +414,30 @@ func (s *Session) Lane() int { return s.lane }
 
 // State returns the session's current state.
 func (s *Session) State() State { return State(s.state.Load()) }
+
+// Cause returns the cause of the session's latest state change.
+func (s *Session) Cause() Cause { return Cause(s.cause.Load()) }
+
+// Deadline returns the submit deadline in force: a share unanswered this
+// long makes the session suspect. It is learned from the pool's answer
+// times (see Options.SubmitTimeoutMin) and is SubmitTimeout until enough
+// are known.
+func (s *Session) Deadline() time.Duration { return time.Duration(s.deadline.Load()) }
+
+// Answering reports whether the pool has shown it answers in time: its
+// latest answer, to a share or a handshake request, came within the
+// deadline in force when it arrived, or its late shares were all answered
+// before SubmitTimeout (a false alarm). False before any answer.
+func (s *Session) Answering() bool { return s.answering.Load() }
+
+// LastAnswer returns when the pool last answered a request of the session;
+// zero before the first answer.
+func (s *Session) LastAnswer() time.Time {
+	if ns := s.lastAnswer.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
 
 // Current returns the latest job of the current connection, or nil when
 // the session is not live or suspect.
@@ -524,6 +581,7 @@ func (s *Session) setState(st State, why Why) {
 	}
 	s.qmu.Lock()
 	s.state.Store(uint32(st))
+	s.cause.Store(uint32(why.Cause))
 	s.qmu.Unlock()
 	if st != StateLive && st != StateSuspect {
 		s.current.Store(nil)

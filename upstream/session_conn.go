@@ -56,7 +56,8 @@ type conn struct {
 	pendingJob             *Job // latest job before live, not delivered: takes later set_difficulty, extranonce, mask
 	lastJobAt, liveSince   time.Time
 	submitSuspectAt        time.Time // zero: not suspect for submit timeouts
-	darkSince              time.Time // the send time of the oldest share that timed out
+	darkSince              time.Time // the send time of the oldest share that was late
+	lostLate               bool      // a share was lost (SubmitTimeout) since turning suspect
 	jobSuspectAt           time.Time // zero: not suspect for job silence
 	rejectingAt            time.Time // zero: reject ratio fine
 	badLines               int
@@ -193,7 +194,7 @@ func (c *conn) handle(line []byte) {
 	}
 	if m.IsResponse() {
 		c.badLines = 0
-		c.answer(m)
+		c.answer(m, line)
 		return
 	}
 	switch string(m.Method) {
@@ -286,7 +287,7 @@ func (c *conn) send(b []byte) {
 }
 
 // answer handles a response to one of our requests.
-func (c *conn) answer(m *stratum.Message) {
+func (c *conn) answer(m *stratum.Message, line []byte) {
 	s := c.s
 	id, ok := parseID(m.ID)
 	if !ok || id == 0 { // our ids start at 1; 0 would match an unsent request
@@ -297,15 +298,18 @@ func (c *conn) answer(m *stratum.Message) {
 	if p, ok := s.pending[id]; ok {
 		delete(s.pending, id)
 		s.shrinkPending()
-		c.submitAnswer(&p, m, now)
+		c.submitAnswer(&p, m, line, now)
 		return
 	}
 	switch id {
 	case c.subID:
+		s.noteAnswer(now.Sub(c.subSent), now, false)
 		c.subscribeAnswer(m, now)
 	case c.cfgID:
+		s.noteAnswer(now.Sub(c.cfgSent), now, false)
 		c.configureAnswer(m)
 	case c.authID:
+		s.noteAnswer(now.Sub(c.authSent), now, false)
 		c.authorizeAnswer(m, now)
 	default:
 		s.wmu.Lock()
@@ -346,18 +350,20 @@ func parseID(raw []byte) (uint64, bool) {
 	return n, true
 }
 
-func (c *conn) submitAnswer(p *pendingSubmit, m *stratum.Message, now time.Time) {
+func (c *conn) submitAnswer(p *pendingSubmit, m *stratum.Message, line []byte, now time.Time) {
 	s := c.s
 	rtt := now.Sub(p.sent)
 	accepted := m.Error == nil && stratum.IsTrue(m.Result)
+	counted := true
 	if accepted {
 		s.result(&p.sub, stratum.ReasonNone, 0, "", rtt)
 	} else {
 		code, msg := stratum.ErrorParam(m.Error)
-		s.log.Debug().Str("job_id", p.sub.JobID).Int("code", code).Str("message", msg).Msg("share rejected by pool")
+		counted = countsAsRefusal(code, msg, line)
+		s.log.Debug().Str("job_id", p.sub.JobID).Int("code", code).Str("message", msg).Bool("stale", !counted).Msg("share rejected by pool")
 		s.result(&p.sub, stratum.ReasonPoolRejected, code, msg, rtt)
 	}
-	c.answered(!accepted, now)
+	c.answered(!accepted, counted, rtt, now)
 }
 
 func (c *conn) subscribeAnswer(m *stratum.Message, now time.Time) {
