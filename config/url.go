@@ -85,9 +85,11 @@ func (p *Pool) Endpoint() (Endpoint, error) { return ParseURL(p.URL) }
 
 // TLSPin returns TLSPinSHA256 as 32 bytes, or nil when it is not set. Colons
 // between hex pairs ("AB:CD:…", as openssl prints) are allowed.
-func (p *Pool) TLSPin() ([]byte, error) { return parsePin(p.TLSPinSHA256) }
+func (p *Pool) TLSPin() ([]byte, error) { return ParsePin(p.TLSPinSHA256) }
 
-func parsePin(s string) ([]byte, error) {
+// ParsePin reads a TLS pin: 64 hex digits (colons between pairs allowed),
+// the SHA-256 of a certificate's SubjectPublicKeyInfo; nil for "".
+func ParsePin(s string) ([]byte, error) {
 	if s == "" {
 		return nil, nil
 	}

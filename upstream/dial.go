@@ -6,23 +6,23 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"switchyard/config"
 )
 
-// Pool URL schemes.
+// Pool URL schemes (config's: one parser for both).
 const (
-	SchemeTCP = "stratum+tcp" // plain TCP
-	SchemeSSL = "stratum+ssl" // TLS
-	SchemeTLS = "stratum+tls" // TLS, same as stratum+ssl
+	SchemeTCP = config.SchemeTCP // plain TCP
+	SchemeSSL = config.SchemeSSL // TLS
+	SchemeTLS = config.SchemeTLS // TLS, same as stratum+ssl
 )
 
 // endpoint is a parsed pool URL.
@@ -34,27 +34,14 @@ type endpoint struct {
 
 func (e endpoint) addr() string { return net.JoinHostPort(e.host, strconv.Itoa(int(e.port))) }
 
-// parseURL reads scheme://host:port with one of the Scheme* schemes.
+// parseURL reads scheme://host:port with one of the Scheme* schemes, as
+// config checks it.
 func parseURL(s string) (endpoint, error) {
-	u, err := url.Parse(s)
+	e, err := config.ParseURL(s)
 	if err != nil {
 		return endpoint{}, fmt.Errorf("upstream: pool url %q: %w", s, err)
 	}
-	var e endpoint
-	switch strings.ToLower(u.Scheme) {
-	case SchemeTCP:
-	case SchemeSSL, SchemeTLS:
-		e.tls = true
-	default:
-		return endpoint{}, fmt.Errorf("upstream: pool url %q: scheme must be %s, %s or %s", s, SchemeTCP, SchemeSSL, SchemeTLS)
-	}
-	e.host = u.Hostname()
-	port, err := strconv.ParseUint(u.Port(), 10, 16)
-	if e.host == "" || err != nil || port == 0 {
-		return endpoint{}, fmt.Errorf("upstream: pool url %q: want scheme://host:port", s)
-	}
-	e.port = uint16(port)
-	return e, nil
+	return endpoint{host: e.Host, port: e.Port, tls: e.TLS}, nil
 }
 
 // tlsSetup is what NewSession prepares for TLS dials.
@@ -66,13 +53,11 @@ type tlsSetup struct {
 
 func newTLSSetup(p Pool) (*tlsSetup, error) {
 	t := &tlsSetup{skip: p.TLSSkipVerify}
-	if p.TLSPinSHA256 != "" {
-		pin, err := hex.DecodeString(strings.ReplaceAll(p.TLSPinSHA256, ":", ""))
-		if err != nil || len(pin) != sha256.Size {
-			return nil, errors.New("upstream: tls pin must be 64 hex digits")
-		}
-		t.pin = pin
+	pin, err := config.ParsePin(p.TLSPinSHA256)
+	if err != nil {
+		return nil, fmt.Errorf("upstream: tls pin: %w", err)
 	}
+	t.pin = pin
 	if p.TLSCAFile != "" {
 		pem, err := os.ReadFile(p.TLSCAFile)
 		if err != nil {

@@ -68,7 +68,7 @@ func TestBadPoolSetupFailsEveryDial(t *testing.T) {
 		want string
 	}{
 		{"bad url", Pool{URL: "http://x:1"}, "scheme must be"},
-		{"bad pin", Pool{URL: "stratum+ssl://127.0.0.1:1", TLSPinSHA256: "abcd"}, "pin must be 64 hex"},
+		{"bad pin", Pool{URL: "stratum+ssl://127.0.0.1:1", TLSPinSHA256: "abcd"}, "tls pin: must be 64 hex"},
 		{"missing ca file", Pool{URL: "stratum+ssl://127.0.0.1:1", TLSCAFile: "/nonexistent/ca.pem"}, "tls ca file"},
 		{"bad bind", Pool{URL: "stratum+tcp://127.0.0.1:1", Bind: "eth0"}, "not an IP"},
 	}
