@@ -77,7 +77,10 @@ func matrixCells() []matrixCell {
 
 func TestRealWorldMatrix(t *testing.T) {
 	for _, cell := range matrixCells() {
-		t.Run(strings.ReplaceAll(cell.String(), "/", "_"), func(t *testing.T) { runCell(t, cell) })
+		t.Run(strings.ReplaceAll(cell.String(), "/", "_"), func(t *testing.T) {
+			t.Parallel() // each cell has its own pools, switchyard and fleet
+			runCell(t, cell)
+		})
 	}
 }
 
