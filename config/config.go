@@ -115,8 +115,8 @@ type Failover struct {
 	// SubmitTimeoutMin is the floor of the learned submit deadline: a pool
 	// is suspect (and miners leave it) once a share is unanswered for 4 ×
 	// the 95th percentile of its recent answer times, within
-	// [SubmitTimeoutMin, SubmitTimeout]. Equal to SubmitTimeout turns the
-	// learning off.
+	// [SubmitTimeoutMin, SubmitTimeout]. At or above SubmitTimeout it turns
+	// the learning off.
 	SubmitTimeoutMin Duration `toml:"submit_timeout_min"`
 	// JobTimeout is how long a pool may stay silent (no mining.notify)
 	// before it is considered dark.

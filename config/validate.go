@@ -155,11 +155,9 @@ func fmtFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
 func (v *validator) failover(f *Failover, pools int) {
 	v.positive("failover.dial_timeout", f.DialTimeout)
 	v.positive("failover.submit_timeout", f.SubmitTimeout)
-	if f.SubmitTimeoutMin <= 0 {
-		v.add("failover.submit_timeout_min", "must be more than 0s (got %q)", f.SubmitTimeoutMin)
-	} else if f.SubmitTimeout > 0 && f.SubmitTimeoutMin > f.SubmitTimeout {
-		v.add("failover.submit_timeout_min", "must be at most submit_timeout (%s); equal turns the learned deadline off (got %q)", f.SubmitTimeout, f.SubmitTimeoutMin)
-	}
+	// Above submit_timeout it is submit_timeout: a short submit_timeout
+	// set alone turns the learning off rather than failing.
+	v.positive("failover.submit_timeout_min", f.SubmitTimeoutMin)
 	v.positive("failover.job_timeout", f.JobTimeout)
 	v.positive("failover.keepalive", f.Keepalive)
 	v.positive("failover.user_timeout", f.UserTimeout)
