@@ -32,6 +32,8 @@ type miner struct {
 	connected   time.Time
 	closeReason CloseReason // set once the connection is closing
 	awaitProxy  bool        // Options.ProxyProtocol: the PROXY header is not read yet (see readProxyHeader)
+	handoff     bool        // a handover asks it to leave (see handover.go)
+	handedOff   bool        // it left for another process: its close is none of the miner's
 
 	subscribed bool
 	authorized bool

@@ -79,6 +79,8 @@ type Server struct {
 
 	activeMu sync.Mutex
 	switches map[int]*pendingSwitch // lane -> switch awaiting its first fan-out
+
+	ho handover // see handover.go
 }
 
 // loop is the per-event-loop state: its miners and a scratch buffer.
@@ -136,7 +138,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.opts.EventLoops > 0 {
 		opts = append(opts, gnet.WithNumEventLoop(s.opts.EventLoops))
 	}
-	err := gnet.Run(s, "tcp://"+s.opts.Listen, opts...)
+	opts, proto := s.serveOptions(opts, "tcp://"+s.opts.Listen)
+	err := gnet.Run(s, proto, opts...)
 	close(s.stopped)
 	select {
 	case <-s.started:
@@ -195,6 +198,7 @@ func (s *Server) Stop(ctx context.Context) error {
 		return nil
 	}
 	s.draining.Store(true)
+	s.closeInherited()
 	err := s.eng.Stop(ctx)
 	if err != nil && !errors.Is(err, gerrors.ErrEngineInShutdown) {
 		return err
@@ -232,6 +236,9 @@ func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 		}
 		_ = unix.Close(fd)
 	}
+	if a := s.inheritedAddr(); a != "" {
+		s.addr = a
+	}
 	s.log.Info().Str("listen", s.addr).Msg("accepting miners")
 	close(s.started)
 	return gnet.None
@@ -239,6 +246,9 @@ func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 
 // OnOpen implements gnet.EventHandler: limits, then a new miner session.
 func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	if ad, ok := c.Context().(*adoption); ok {
+		return s.openAdopted(c, ad)
+	}
 	ip := remoteIP(c.RemoteAddr())
 	if s.draining.Load() || (s.opts.DisconnectWhenDown && s.allDown.Load()) {
 		return nil, gnet.Close
@@ -284,6 +294,10 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 		return gnet.None
 	}
 	c.SetContext(nil)
+	if m.handedOff {
+		s.closeHandedOff(m)
+		return gnet.None
+	}
 	delete(m.loop.miners, m)
 	if m.ip != "" { // "": not counted yet (PROXY header unread) or refused
 		s.releaseIP(m.ip)
@@ -362,6 +376,9 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	lp.out = out[:0]
 	if action == gnet.None && !m.checkBacklog() {
 		action = gnet.Close
+	}
+	if action == gnet.None && m.handoff {
+		action = s.handOffConn(c, m, len(buf)-used)
 	}
 	return action
 }
