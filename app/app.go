@@ -49,6 +49,7 @@ type App struct {
 	serveErr            error
 	stopOnce            sync.Once
 	minerAddr, httpAddr string
+	httpLn              net.Listener // shared with a process taking over (handover.go)
 }
 
 // Option adjusts how Start builds an App.
@@ -56,6 +57,8 @@ type Option func(*options)
 
 type options struct {
 	historyInterval time.Duration
+	handover        bool       // WithHandover
+	inherit         *inherited // Takeover: listeners and lanes of the old process
 }
 
 // WithHistoryInterval sets the time between the hashrate samples kept for
@@ -100,6 +103,7 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, version 
 	mopts.OnSwitch = a.timeline.Record
 	a.Pools = upstream.NewManager(pools, mopts, a.Proxy)
 	a.Proxy.SetUpstream(a.Pools)
+	o.applyHandover(a)
 
 	// The proxy stops first (Stop), the pools only once forwarded shares
 	// have their answers.
@@ -127,12 +131,12 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, version 
 	a.minerAddr = addr
 
 	if m := cfg.Metrics; m.Listen != "" {
-		ln, err := net.Listen("tcp", m.Listen)
+		ln, err := o.httpListener(m.Listen)
 		if err != nil {
 			_ = a.Stop()
 			return nil, fmt.Errorf("metrics.listen %s: %w", m.Listen, err)
 		}
-		a.httpAddr = ln.Addr().String()
+		a.httpAddr, a.httpLn = ln.Addr().String(), ln
 		h := metrics.Handler(reg, metrics.HandlerOptions{
 			Healthy:           a.Pools.Live,
 			Status:            func() any { return a.Status() },
