@@ -78,6 +78,7 @@ func runProxy(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "config file (TOML); see config.example.toml")
+	hf := addHandoverFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -102,7 +103,7 @@ func runProxy(args []string, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	a, err := app.Start(ctx, cfg, log, version)
+	a, handedOver, err := startApp(ctx, hf, *path, cfg, log)
 	if err != nil {
 		log.Error().Err(err).Msg("start failed")
 		return 1
@@ -114,6 +115,8 @@ func runProxy(args []string, stderr io.Writer) int {
 	for running := true; running; {
 		select {
 		case <-ctx.Done():
+			running = false
+		case <-handedOver:
 			running = false
 		case <-hup:
 			reload(a, *path, log)
