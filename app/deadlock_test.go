@@ -18,6 +18,7 @@ import (
 // and every failover. Every miner must get mining; a watchdog fails the
 // test with every goroutine's stack if nothing moves for 20 s.
 func TestLaneOpensDuringPublishes(t *testing.T) {
+	t.Parallel() // its own pools and switchyard; waits on events, not on timings
 	const lanes = 6
 	r := newRig(t, 2, nil, func(c *config.Config) { c.Server.Extranonce1Size = 1 })
 	ctx, cancel := context.WithCancel(context.Background())

@@ -178,6 +178,7 @@ func (p *evilPool) serve(ec *evilConn) {
 // extranonces, reconnect storms, answers to nothing and endless lines from
 // the pool miners are working for.
 func TestHostilePool(t *testing.T) {
+	t.Parallel() // its own pools and switchyard; waits on events, not on timings
 	evil := startEvilPool(t)
 	r := newRig(t, 1, nil, func(c *config.Config) {
 		c.Failover.FailbackAfter = config.Duration(300 * time.Millisecond)

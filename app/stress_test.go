@@ -21,6 +21,7 @@ import (
 // status) make no progress for 5 s: the symptom of a lock held across the
 // miner and pool sides. STRESS_SECONDS sets the length (default 8).
 func TestStressLanesJobsFailovers(t *testing.T) {
+	t.Parallel() // its own pools and switchyard; waits on events, not on timings
 	seconds := 8
 	if s := os.Getenv("STRESS_SECONDS"); s != "" {
 		n, err := strconv.Atoi(s)
