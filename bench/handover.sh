@@ -27,7 +27,7 @@ user = "acct.farm"
 TOML
 "$T/stratumsim" pool -listen 127.0.0.1:23334 -profile= -diff 1e-7 -en2 4 -job-interval 30s >"$T/pool.log" 2>&1 &
 POOL=$!
-trap 'kill $POOL $A $B $F 2>/dev/null || true' EXIT
+trap 'kill $POOL $A $B $F 2>/dev/null || true; echo "logs: $T"' EXIT
 sleep 0.5
 "$T/switchyard" run -config "$T/sy.toml" -handover 2>"$T/a.log" & A=$!
 sleep 1
