@@ -275,3 +275,28 @@ func TestStaleAnswersAreNotRefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestSlowHandshakeStillAnswering: a pool whose handshake answers come
+// after the deadline learned from its shares, but within SubmitTimeout,
+// still counts as answering: an idle better-ranked pool gets no share to
+// prove itself with, and miners would never fail back to it.
+func TestSlowHandshakeStillAnswering(t *testing.T) {
+	t.Parallel()
+	s := &Session{opts: Options{SubmitTimeout: 3 * time.Second}}
+	s.lat.init(500*time.Millisecond, 3*time.Second)
+	now := time.Now()
+	for range 16 {
+		s.noteAnswer(20*time.Millisecond, now, true) // fast shares: the floor
+	}
+	if s.lat.deadline != 500*time.Millisecond {
+		t.Fatalf("learned deadline %v, want the floor", s.lat.deadline)
+	}
+	s.noteAnswer(900*time.Millisecond, now, false) // a slow authorize after a reconnect
+	if !s.Answering() {
+		t.Fatal("a handshake answered within submit_timeout counts as not answering")
+	}
+	s.noteAnswer(900*time.Millisecond, now, true) // a share that late does not
+	if s.Answering() {
+		t.Fatal("a share answered after the learned deadline counts as answering")
+	}
+}

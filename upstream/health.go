@@ -323,10 +323,18 @@ func (l *answerLatency) add(d time.Duration) {
 
 // noteAnswer records an answer to one of the session's requests, rtt
 // after it was sent: whether it came within the deadline in force (see
-// Answering), and, for a share (sample), its time in the deadline. s.mu
-// is held.
+// Answering), and, for a share (sample), its time in the deadline. A
+// handshake answer is held to SubmitTimeout, not to the deadline learned
+// from shares: a pool authorizing more slowly than it answers shares
+// (after an outage, many clients at once) would otherwise count as not
+// answering until its next share, which an idle better-ranked pool never
+// gets, and miners would never fail back to it. s.mu is held.
 func (s *Session) noteAnswer(rtt time.Duration, now time.Time, sample bool) {
-	s.answering.Store(rtt < s.lat.deadline)
+	limit := s.lat.deadline
+	if !sample {
+		limit = s.opts.SubmitTimeout
+	}
+	s.answering.Store(rtt < limit)
 	s.lastAnswer.Store(now.UnixNano())
 	if sample {
 		s.lat.add(rtt)
