@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"switchyard/internal/race"
 	"switchyard/sim"
 )
 
@@ -140,7 +141,13 @@ func TestHandoverKeepsEveryMiner(t *testing.T) {
 	if testing.Short() {
 		t.Skip("2,000 miners")
 	}
-	r := startHandoverRig(t, 2000)
+	// Under -race this process's 2,000 simulated miners, not switchyard
+	// (built without it), are what runs slow: a few hundred prove the same.
+	miners := 2000
+	if race.Enabled {
+		miners = 300
+	}
+	r := startHandoverRig(t, miners)
 	trigger := time.Now()
 	b := startBinaryArgs(t, nil, "run", "-config", r.cfg, "-takeover")
 	done := b.waitLog("takeover done: miners resumed here", 20*time.Second)
@@ -153,14 +160,14 @@ func TestHandoverKeepsEveryMiner(t *testing.T) {
 	if err := r.a.cmd.Wait(); err != nil {
 		t.Fatalf("A: %v", err)
 	}
-	if l := r.a.find("handover done: miners are the new process's"); l == nil || l["moved"] != float64(2000) {
+	if l := r.a.find("handover done: miners are the new process's"); l == nil || l["moved"] != float64(miners) {
 		t.Fatalf("A's handover log: %v", l)
 	}
-	if done["resumed"] != float64(2000) || done["failed"] != float64(0) {
+	if done["resumed"] != float64(miners) || done["failed"] != float64(0) {
 		t.Fatalf("B's takeover log: %v", done)
 	}
 	before := r.fleet.Stats().Accepted
-	waitUntil(t, 10*time.Second, "shares on B", func() bool { return r.fleet.Stats().Accepted > before+4000 })
+	waitUntil(t, 10*time.Second, "shares on B", func() bool { return r.fleet.Stats().Accepted > before+2*uint64(miners) })
 	t.Logf("trigger to last miner resumed on B: %s (B's move: %v s)", resumed, done["elapsed_s"])
 	r.checkBooks(t)
 }
