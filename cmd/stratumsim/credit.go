@@ -411,18 +411,7 @@ func (r *creditRun) waitActive(ctx context.Context, pool string, within time.Dur
 	})
 }
 
-func (r *creditRun) scrape() (metricSet, error) {
-	resp, err := r.client.Get("http://" + r.http + "/metrics")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	return parseMetrics(string(body))
-}
+func (r *creditRun) scrape() (metricSet, error) { return scrapeMetrics(r.client, r.http) }
 
 // lostShares is every share switchyard reports lost: valid for the miner
 // but never judged by a pool (not forwarded for want of a pool, or

@@ -652,8 +652,11 @@ type sample struct {
 	value  float64
 }
 
-func (s *soak) scrape() (metricSet, error) {
-	resp, err := s.client.Get("http://" + s.http + "/metrics")
+func (s *soak) scrape() (metricSet, error) { return scrapeMetrics(s.client, s.http) }
+
+// scrapeMetrics reads switchyard's /metrics at addr.
+func scrapeMetrics(c *http.Client, addr string) (metricSet, error) {
+	resp, err := c.Get("http://" + addr + "/metrics")
 	if err != nil {
 		return nil, err
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -122,32 +121,7 @@ type proc struct {
 
 func startBinary(t *testing.T, cfgPath string) *proc {
 	t.Helper()
-	p := &proc{t: t, cmd: exec.Command(binary, "-config", cfgPath), done: make(chan struct{})}
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		defer close(p.done)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			var m map[string]any
-			if json.Unmarshal(sc.Bytes(), &m) == nil {
-				p.mu.Lock()
-				p.logs = append(p.logs, m)
-				p.mu.Unlock()
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		_ = p.cmd.Wait()
-	})
-	return p
+	return startBinaryArgs(t, nil, "-config", cfgPath)
 }
 
 // dump logs every line switchyard wrote except per-miner ones.
