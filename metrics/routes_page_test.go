@@ -42,14 +42,16 @@ func pageChromium(t *testing.T) string {
 // dumpDOM loads url in headless Chromium, lets the page fetch its data and
 // returns the rendered elements (the DOM before the page's script). It
 // kills the browser's process group after 40 seconds (a busy machine).
-func dumpDOM(bin, url, dir string) (string, error) {
+// Extra flags (--screenshot=FILE) are passed on.
+func dumpDOM(bin, url, dir string, extra ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
 		"--disable-dev-shm-usage", "--no-proxy-server", "--hide-scrollbars",
 		"--user-data-dir="+filepath.Join(dir, "profile"), "--virtual-time-budget=2000", "--window-size=1280,1000",
-		"--dump-dom", url)
+		"--dump-dom")
+	cmd.Args = append(append(cmd.Args, extra...), url)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_CONFIG_HOME="+dir, "XDG_CACHE_HOME="+dir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -202,15 +204,21 @@ func TestStatusPageRoutesInChromium(t *testing.T) {
 	base := routesServer(t, map[string]map[string]any{
 		"two": twoRoutes, "split": oneSplit, "nocredit": noCredit, "plain": plain, "before": before})
 	// The browsers run side by side: a headless start costs seconds.
+	// With SWITCHYARD_SCREENSHOT_DIR set, the two-route page is also
+	// saved there as routes.png.
 	names := []string{"two", "split", "nocredit", "plain", "before"}
 	doms, errs := make([]string, len(names)), make([]error, len(names))
 	var wg sync.WaitGroup
 	for i, name := range names {
 		dir := t.TempDir()
+		var extra []string
+		if shots := os.Getenv("SWITCHYARD_SCREENSHOT_DIR"); shots != "" && name == "two" {
+			extra = append(extra, "--screenshot="+filepath.Join(shots, "routes.png"))
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			doms[i], errs[i] = dumpDOM(bin, base+"/"+name+"/", dir)
+			doms[i], errs[i] = dumpDOM(bin, base+"/"+name+"/", dir, extra...)
 		}()
 	}
 	wg.Wait()
