@@ -8,7 +8,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,9 +56,9 @@ var causes = []string{CauseEOF, CauseReset, CauseTimeout, CauseError, CauseProto
 // default named beside it.
 type FleetConfig struct {
 	Addr                string        // where to connect: a pool or a proxy (required)
-	Miners              int           // number of miners (default 1)
+	Miners              int           // number of miners (default 1; with Classes 0, or their sum)
 	SourceAddrs         []string      // local IPs to dial from, by miner index round robin; empty: the kernel's choice
-	User                string        // worker names are User.<index>, index from 0 (DefaultUser)
+	User                string        // worker names are User.<index>, index from 0 (DefaultUser; see Classes)
 	Password            string        // (default "x")
 	UserAgent           string        // sent with mining.subscribe (DefaultUserAgent, or the firmware's)
 	VersionRolling      bool          // negotiate BIP310 version rolling, asking for DefaultMinerMask
@@ -75,6 +74,15 @@ type FleetConfig struct {
 	Warmup              time.Duration // answers in the first Warmup after the start stay out of FleetStats.Latency
 	Ledger              io.Writer     // one JSON line per submit once it ends (LedgerEntry); nil: none
 	Log                 zerolog.Logger
+
+	// Classes, when set, divides the miners into groups of their own
+	// rate and worker-name prefix (see MinerClass and
+	// FleetConfig.layout); FleetStats.Classes counts each. DialSeed, when
+	// not 0, shuffles the order in which the miners take their turns in
+	// RampUp (with classes: so that they come up mixed, not class by
+	// class).
+	Classes  []MinerClass
+	DialSeed uint64
 
 	// Firmware makes every miner behave as that firmware does (see
 	// Firmwares and ParseFirmware; "" is the behaviour described at
@@ -100,6 +108,11 @@ func (c FleetConfig) withDefaults() (FleetConfig, []net.IP, error) {
 		errs = append(errs, err)
 	}
 	c.Firmware = fw
+	if n, err := c.checkClasses(); err != nil {
+		errs = append(errs, err)
+	} else {
+		c.Miners = n
+	}
 	setDefault(&c.Miners, 1)
 	setDefault(&c.User, DefaultUser)
 	setDefault(&c.Password, "x")
@@ -170,8 +183,9 @@ type Fleet struct {
 	uaJSON []byte            // the user agent as a JSON string, for client.get_version
 	labels map[reject]string // error code and message to rejection label
 
-	st  fleetCounters
-	lat latencyHist
+	st      fleetCounters
+	classes []classCounters // one per FleetConfig.Classes, or a single one
+	lat     latencyHist
 }
 
 // reject is an error answer as a miner reads it.
@@ -267,15 +281,17 @@ func StartFleet(ctx context.Context, cfg FleetConfig) (*Fleet, error) {
 	for _, r := range unsubmittedReasons {
 		f.st.unsubmitted[r] = new(atomic.Uint64)
 	}
+	f.classes = make([]classCounters, max(len(cfg.Classes), 1))
+	specs, turn := cfg.layout(), dialOrder(cfg.Miners, cfg.DialSeed)
 	f.wg.Add(cfg.Miners)
-	for i := range cfg.Miners {
-		m := &miner{f: f, idx: i, worker: cfg.User + "." + strconv.Itoa(i), addr: cfg.Addr}
+	for i, sp := range specs {
+		m := &miner{f: f, idx: i, worker: sp.worker, rate: sp.rate, cls: &f.classes[sp.class], addr: cfg.Addr}
 		if len(ips) > 0 {
 			m.local = &net.TCPAddr{IP: ips[i%len(ips)]}
 		}
 		var delay time.Duration
 		if cfg.Miners > 1 {
-			delay = cfg.RampUp * time.Duration(i) / time.Duration(cfg.Miners)
+			delay = cfg.RampUp * time.Duration(turn[i]) / time.Duration(cfg.Miners)
 		}
 		go m.run(delay)
 	}
@@ -365,6 +381,10 @@ type FleetStats struct {
 	Malformed       uint64       `json:"malformed"` // lines received that could not be used
 	Latency         LatencyStats `json:"latency"`   // submit to answer, after the warm-up
 	SharesPerSecond float64      `json:"shares_per_second"`
+
+	// Classes is each FleetConfig.Classes entry's part, in order; nil
+	// without classes.
+	Classes []ClassStats `json:"classes,omitempty"`
 }
 
 // RejectedTotal returns Σ Rejected.
@@ -409,6 +429,7 @@ func (f *Fleet) Stats() FleetStats {
 		AcceptedWork:       f.st.acceptedWork.Load(),
 		Malformed:          f.st.malformed.Load(),
 		Latency:            f.lat.snapshot(),
+		Classes:            f.classStats(),
 	}
 	if sec := s.Elapsed.Seconds(); sec > 0 {
 		s.SharesPerSecond = float64(s.Accepted) / sec

@@ -166,11 +166,12 @@ func (s *session) grindItems(ctx context.Context) {
 	}
 }
 
-// pace returns the interval between submits MaxSharesPerSecond allows (0:
-// none) and when the first may go: at a random point of the first
-// interval, so a rate-capped fleet does not submit in lockstep.
+// pace returns the interval between submits the miner's cap allows
+// (MaxSharesPerSecond, or its class's; 0: none) and when the first may go:
+// at a random point of the first interval, so a rate-capped fleet does not
+// submit in lockstep.
 func (s *session) pace() (interval time.Duration, first time.Time) {
-	if r := s.f.cfg.MaxSharesPerSecond; r > 0 {
+	if r := s.m.rate; r > 0 {
 		interval = time.Duration(float64(time.Second) / r)
 	}
 	return interval, time.Now().Add(time.Duration(rand.Int64N(int64(interval) + 1)))

@@ -44,9 +44,11 @@ type miner struct {
 	f      *Fleet
 	idx    int
 	worker string
-	addr   string       // where the next dial goes
-	local  *net.TCPAddr // source address, or nil
-	en2    uint64       // extranonce2 counter, for the miner's whole life
+	rate   float64        // shares per second at most; 0: no cap
+	cls    *classCounters // the miner's class's counters
+	addr   string         // where the next dial goes
+	local  *net.TCPAddr   // source address, or nil
+	en2    uint64         // extranonce2 counter, for the miner's whole life
 }
 
 func (m *miner) run(delay time.Duration) {
@@ -242,6 +244,7 @@ func (s *session) run() string {
 	s.drainPending()
 	if s.authorized.Load() {
 		f.st.ready.Add(-1)
+		s.m.cls.ready.Add(-1)
 	}
 	return s.cause
 }
@@ -343,6 +346,7 @@ func (s *session) response(msg *stratum.Message, gctx context.Context, grinder *
 		}
 		if !s.authorized.Swap(true) {
 			s.f.st.ready.Add(1)
+			s.m.cls.ready.Add(1)
 			if !cfg.Idle {
 				grinder.Add(1)
 				go func() {
@@ -598,7 +602,9 @@ func (s *session) answer(id uint64, msg *stratum.Message) {
 		f.st.accepted.Add(1)
 		f.st.acceptedDiff.Add(ps.w.diff)
 		f.st.acceptedWork.Add(ps.w.diff * hashesPerDifficulty)
+		s.m.cls.answered(ps.w.diff, true)
 	} else {
+		s.m.cls.answered(ps.w.diff, false)
 		result = ResultRejected
 		f.st.rejected.add(label)
 		if label == stratum.ReasonDuplicate.String() {
@@ -621,6 +627,7 @@ func (s *session) drainPending() {
 	s.pmu.Unlock()
 	for _, ps := range pending {
 		s.f.st.lost.Add(1)
+		s.m.cls.lost.Add(1)
 		s.f.st.pending.Add(-1)
 		s.log(&ps, ResultLost, reason, 0)
 	}
@@ -669,6 +676,7 @@ func (s *session) submit(w *work, en1, en2 []byte, nonce, bits uint32) bool {
 		return false
 	}
 	s.f.st.work.Add(w.diff * hashesPerDifficulty)
+	s.m.cls.submitted(w.diff)
 	s.nextID++
 	id := s.nextID
 	ps.sent = time.Now()
@@ -678,6 +686,7 @@ func (s *session) submit(w *work, en1, en2 []byte, nonce, bits uint32) bool {
 		s.wmu.Unlock()
 		s.f.st.pending.Add(-1)
 		s.f.st.lost.Add(1)
+		s.m.cls.lost.Add(1)
 		s.log(&ps, ResultLost, lostDisconnect, 0)
 		return false
 	}
