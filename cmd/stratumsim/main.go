@@ -30,6 +30,8 @@ Usage:
                               switchyard between pools of a real pool's profile and a fleet
                               of a real firmware, through start, failover and failback:
                               the work the pools credited against the work the miners did
+  stratumsim split -switchyard PATH [flags]
+                              a route's weighted split (A 70, B 30, C backup) through steady, A dark, A back
 
 Run "stratumsim pool -h", "stratumsim miners -h", "stratumsim soak -h" or "stratumsim credit -h"
 for the flags of each.
@@ -63,6 +65,8 @@ func main() {
 		err = runSoak(ctx, os.Args[2:])
 	case "credit":
 		err = runCredit(ctx, os.Args[2:])
+	case "split":
+		err = runSplit(ctx, os.Args[2:])
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(os.Stdout, usage)
 		printFlags(os.Stdout, "pool", poolFlags(new(poolOptions)))
