@@ -20,7 +20,12 @@ type Config struct {
 	// Pools are the [[pool]] tables ranked best first: by Priority (lower is
 	// better), then by their order in the file. Pool.Index keeps the order in
 	// the file, which messages use ("pool[1]").
-	Pools   []Pool  `toml:"pool"`
+	Pools []Pool `toml:"pool"`
+	// Routes are the [[route]] tables in file order: each serves the miners
+	// of some listeners and worker names from its own pools. A file without
+	// any has one implicit route, DefaultRoute, over every pool (see
+	// RouteSpecs).
+	Routes  []Route `toml:"route"`
 	Metrics Metrics `toml:"metrics"`
 	Log     Log     `toml:"log"`
 
@@ -175,7 +180,11 @@ type Pool struct {
 	Password string `toml:"password"`
 	// Priority ranks pools, lower first; equal priorities keep file order.
 	Priority int `toml:"priority"`
-	// Weight is reserved for splitting miners across live pools; 0 is off.
+	// Weight is the pool's share of its route's work when the route splits
+	// it: within one route, the pools of one priority either all have a
+	// weight (the route's hashrate is split between them in proportion,
+	// measured on the work each credits) or all have 0 (ranked failover in
+	// order, as with a single pool per priority).
 	Weight int `toml:"weight"`
 	// Bind is the local source IP to dial the pool from ("" lets the kernel
 	// choose).
@@ -192,6 +201,41 @@ type Pool struct {
 	// SubjectPublicKeyInfo; when set, only that key is accepted. TLS only.
 	TLSPinSHA256 string `toml:"tls_pin_sha256"`
 }
+
+// Route is one [[route]] table: which miners it serves, by the listener
+// they connect to and their worker name, and the pools it sends their work
+// to. Pools are named by their [[pool]] name; one pool may serve several
+// routes (a shared backup).
+type Route struct {
+	// Index is the route's position among the [[route]] tables in the
+	// file, from 0; messages name the route by it ("route[1]"). Not a TOML
+	// key.
+	Index int `toml:"-"`
+
+	// Name identifies the route in logs and as the "route" metric label;
+	// unique, 1 to 32 of a-z 0-9 _ -.
+	Name string `toml:"name"`
+	// Listen lists the host:port addresses whose miners the route serves;
+	// a string is a list of one. Empty: Server.Listen.
+	Listen Strings `toml:"listen"`
+	// Workers are globs on the worker name a miner sends in
+	// mining.authorize: '*' any run of characters, '?' one, anything else
+	// itself. Empty: every worker on the route's listeners that no other
+	// route's pattern takes.
+	Workers []string `toml:"workers"`
+	// Pools names the route's pools, at least one. They are ranked by
+	// their priority, then in this order.
+	Pools []string `toml:"pools"`
+	// Backup names pools tried, in this order, after every pool in Pools;
+	// a string is a list of one.
+	Backup Strings `toml:"backup"`
+	// WorkerMode is the route's worker mode; "" means Server.WorkerMode.
+	WorkerMode WorkerMode `toml:"worker_mode"`
+}
+
+// Strings is a list of strings that a TOML file may also write as one
+// string: listen = "0.0.0.0:3334" is listen = ["0.0.0.0:3334"].
+type Strings []string
 
 // Metrics configures the HTTP endpoints: /metrics, /healthz, /api/v1/….
 type Metrics struct {

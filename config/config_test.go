@@ -2,8 +2,11 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"reflect"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -130,10 +133,93 @@ func TestExample(t *testing.T) {
 	}
 }
 
+// exampleWithRoutes returns config.example.toml with its routes example
+// uncommented: in the section that starts at "# Routes:", every line that
+// is a commented-out table header or key ("# [[route]]", "# name = ...").
+func exampleWithRoutes(t *testing.T) []byte {
+	t.Helper()
+	text, err := os.ReadFile("../config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := regexp.MustCompile(`^# (\[\[(pool|route)\]\]$|[a-z0-9_]+ = )`)
+	lines := strings.Split(string(text), "\n")
+	in, n := false, 0
+	for i, l := range lines {
+		switch {
+		case strings.HasPrefix(l, "# Routes:"):
+			in = true
+		case in && strings.HasPrefix(l, "# ----"):
+			in = false
+		case in && code.MatchString(l):
+			lines[i] = strings.TrimPrefix(l, "# ")
+			n++
+		}
+	}
+	if n == 0 {
+		t.Fatal(`config.example.toml has no routes example (a section starting "# Routes:")`)
+	}
+	return []byte(strings.Join(lines, "\n"))
+}
+
+// TestExampleRoutes: the routes example in config.example.toml, once
+// uncommented, loads without a problem or a warning and does what its
+// comments say.
+func TestExampleRoutes(t *testing.T) {
+	c, err := Parse(exampleWithRoutes(t), "config.example.toml")
+	if err != nil {
+		t.Fatalf("the routes example does not load:\n%v", err)
+	}
+	if ws := c.Warnings(); len(ws) != 0 {
+		t.Errorf("the routes example has warnings: %v", ws)
+	}
+	routes := c.RouteSpecs()
+	var got []string
+	for _, r := range routes {
+		var pools []string
+		for _, p := range r.Pools {
+			pools = append(pools, fmt.Sprintf("%s/%d", p.Name, p.Weight))
+		}
+		got = append(got, fmt.Sprintf("%s %v %v %v backups=%d %s", r.Name, r.Listen, r.Workers, pools, r.Backups, r.WorkerMode))
+	}
+	want := []string{
+		"alpha [0.0.0.0:3334] [] [alpha-main/70 alpha-second/30 backup/0] backups=1 aggregate",
+		"beta [0.0.0.0:3335] [] [beta-main/0 backup/0] backups=1 aggregate",
+		"beta-lan [0.0.0.0:3333] [beta.*] [beta-main/0 backup/0] backups=1 per-worker",
+		"farm [0.0.0.0:3333] [] [primary/0 backup/0] backups=1 aggregate",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("routes:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	ls := c.Listeners()
+	if want := []string{"0.0.0.0:3334", "0.0.0.0:3335", "0.0.0.0:3333"}; !reflect.DeepEqual(ls, want) {
+		t.Errorf("Listeners() = %q, want %q", ls, want)
+	}
+	r := NewRouter(ls, routes)
+	for _, m := range []struct {
+		listener int
+		worker   string
+		route    string
+	}{
+		{0, "alpha.rack1.s19-001", "alpha"},
+		{0, "anything", "alpha"},
+		{1, "beta.rack2", "beta"},
+		{2, "beta.rack9.s21-004", "beta-lan"},
+		{2, "farm.rack3", "farm"},
+		{2, "betamax", "farm"},
+	} {
+		i, ok := r.Match(m.listener, m.worker)
+		if !ok || routes[i].Name != m.route {
+			t.Errorf("Match(%s, %q) = %d, %v; want route %s", ls[m.listener], m.worker, i, ok, m.route)
+		}
+	}
+}
+
 // TestExampleDocumentsEveryKey checks that config.example.toml sets every
-// key of the schema, in struct order.
+// key of the schema, in struct order; the keys of [[route]] are in its
+// routes example, commented out.
 func TestExampleDocumentsEveryKey(t *testing.T) {
-	c, err := Load("../config.example.toml")
+	c, err := Parse(exampleWithRoutes(t), "config.example.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +233,7 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 			switch {
 			case f.Type.Kind() == reflect.Struct && f.Type != durationType:
 				walk(key, f.Type)
-			case f.Type.Kind() == reflect.Slice:
+			case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
 				walk(key+"[0]", f.Type.Elem())
 			default:
 				want = append(want, key)
@@ -155,8 +241,21 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 		}
 	}
 	walk("", reflect.TypeFor[Config]())
+	// A route shows only the keys it needs: each [[route]] key is in some
+	// route of the example, and each route's keys are in struct order.
 	last := 0
 	for _, k := range want {
+		if rest, ok := strings.CutPrefix(k, "route[0]."); ok {
+			found := false
+			for i := range c.Routes {
+				_, in := c.src.lines["route["+strconv.Itoa(i)+"]."+rest]
+				found = found || in
+			}
+			if !found {
+				t.Errorf("config.example.toml: no [[route]] documents %s", rest)
+			}
+			continue
+		}
 		l, ok := c.src.lines[k]
 		if !ok {
 			t.Errorf("config.example.toml does not document %s", k)
@@ -166,6 +265,19 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 			t.Errorf("config.example.toml: %s (line %d) is out of struct order", k, l)
 		}
 		last = l
+	}
+	names, _ := fieldsOf(reflect.TypeFor[Route]())
+	for i := range c.Routes {
+		last := 0
+		for _, name := range names {
+			key := "route[" + strconv.Itoa(i) + "]." + name
+			if l, ok := c.src.lines[key]; ok {
+				if l < last {
+					t.Errorf("config.example.toml: %s (line %d) is out of struct order", key, l)
+				}
+				last = l
+			}
+		}
 	}
 }
 
@@ -200,7 +312,7 @@ func TestParseProblems(t *testing.T) {
 
 		// Unknown keys.
 		{name: "unknown top-level key", toml: "listen = \"0.0.0.0:3333\"",
-			want: []string{`config.toml:1: listen: unknown key; known keys here: server, difficulty, failover, pool, metrics, log`}},
+			want: []string{`config.toml:1: listen: unknown key; known keys here: server, difficulty, failover, pool, route, metrics, log`}},
 		{name: "unknown table", toml: "[servr]\nlisten = \"x\"",
 			want: []string{`config.toml:1: servr: unknown table (did you mean "server"?)`}},
 		{name: "unknown key in section", toml: "[failover]\nsubmit_timeout = \"3s\"\nsubmit_timout = \"3s\"",
@@ -567,6 +679,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("[server]\nmax_connections = \"lots\"\n" + okPool))
 	f.Add([]byte("a = \"\"\"\n[[pool]]\n\"\"\"\n[[pool]]\n'k.q' . \"x\" = [1,\n{a=1}]\n"))
 	f.Add([]byte("pool = [{name = \"a\", url = \"stratum+tcp://a:1\", user = \"u\"}]"))
+	f.Add([]byte(okPool + "[[route]]\nname = \"r\"\nlisten = [\"0.0.0.0:1\",\n 2]\nworkers = [\"a*\", \"[\"]\npools = \"primary\"\nbackup = [\"x\"]"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse(data, "f.toml")
 		if err == nil {

@@ -127,8 +127,12 @@ func (d *decoder) value(key string, v any, dst reflect.Value) {
 			return
 		}
 	case reflect.Slice:
-		if dst.Type().Elem().Kind() == reflect.Struct {
+		switch dst.Type().Elem().Kind() {
+		case reflect.Struct:
 			d.tables(key, v, dst)
+			return
+		case reflect.String:
+			d.strings(key, v, dst)
 			return
 		}
 	case reflect.String:
@@ -194,6 +198,41 @@ func (d *decoder) tables(key string, v any, dst reflect.Value) {
 	dst.Set(s)
 }
 
+// strings assigns an array of strings to the slice dst; a Strings also
+// takes a single string. An element that is not a string is reported with
+// its index ("route[0].pools[1]") and kept as "", so that the others keep
+// their indexes.
+func (d *decoder) strings(key string, v any, dst reflect.Value) {
+	var list []any
+	switch v := v.(type) {
+	case []any:
+		list = v
+	case string:
+		if dst.Type() == stringsType {
+			dst.Set(reflect.ValueOf(Strings{v}))
+			return
+		}
+		d.add(key, "expected %s (got %s)", expected(dst.Type()), describe(v))
+		return
+	case []map[string]any:
+		d.add(key, "expected %s (got an array of tables)", expected(dst.Type()))
+		return
+	default:
+		d.add(key, "expected %s (got %s)", expected(dst.Type()), describe(v))
+		return
+	}
+	s := reflect.MakeSlice(dst.Type(), len(list), len(list))
+	for i, e := range list {
+		str, ok := e.(string)
+		if !ok {
+			d.add(key+"["+strconv.Itoa(i)+"]", "expected a string (got %s)", describe(e))
+			continue
+		}
+		s.Index(i).SetString(str)
+	}
+	dst.Set(s)
+}
+
 func (d *decoder) unknown(key, name string, v any, known []string) {
 	what := "unknown key"
 	switch v.(type) {
@@ -223,12 +262,18 @@ func fieldsOf(t reflect.Type) ([]string, map[string]int) {
 	return names, index
 }
 
-var durationType = reflect.TypeFor[Duration]()
+var (
+	durationType = reflect.TypeFor[Duration]()
+	stringsType  = reflect.TypeFor[Strings]()
+)
 
 // expected says what a field of type t takes.
 func expected(t reflect.Type) string {
-	if t == durationType {
+	switch t {
+	case durationType:
 		return `a duration string such as "3s"`
+	case stringsType:
+		return `a string or an array of strings, such as "a" or ["a", "b"]`
 	}
 	switch t.Kind() {
 	case reflect.String:
@@ -242,6 +287,9 @@ func expected(t reflect.Type) string {
 	case reflect.Struct:
 		return "a table"
 	case reflect.Slice:
+		if t.Elem().Kind() == reflect.String {
+			return `an array of strings, such as ["a", "b"]`
+		}
 		return "an array"
 	}
 	return t.String()

@@ -14,7 +14,7 @@ import (
 // each key path with its array index ("pool[1].url") to its line instead.
 type source struct {
 	name  string
-	lines map[string]int // "server", "server.listen", "pool[1]", "pool[1].url" → 1-based line
+	lines map[string]int // "server", "server.listen", "pool[1]", "pool[1].url", "route[0].pools[1]" → 1-based line
 }
 
 // line returns the line of key, or of the nearest table holding it when the
@@ -74,8 +74,9 @@ func indexSource(name string, src []byte) *source {
 			sc.skipSpace()
 			if sc.peek() == '=' {
 				sc.pos++
-				s.record(joinKey(table, strings.Join(k, ".")), line)
-				sc.value()
+				key := joinKey(table, strings.Join(k, "."))
+				s.record(key, line)
+				sc.value(s, key)
 			}
 		}
 		if sc.pos == start { // not TOML after all; never loop forever
@@ -219,14 +220,24 @@ func isBare(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
 }
 
-// value skips a value up to the end of its (last) line: arrays and inline
-// tables may span lines, and so may multi-line strings.
-func (sc *scanner) value() {
-	depth := 0
+// value skips the value of key up to the end of its (last) line: arrays
+// and inline tables may span lines, and so may multi-line strings. The
+// elements of an array are recorded with their index ("route[0].pools[2]"),
+// each at the line it starts on.
+func (sc *scanner) value(s *source, key string) {
+	var open []byte // the '[' and '{' not yet closed
+	elem := 0
+	next := false // in the value's own array, the next value is an element
 	for !sc.eof() {
-		switch sc.peek() {
+		c := sc.peek()
+		if next && len(open) == 1 && open[0] == '[' && !strings.ContainsRune(" \t\r\n#,]", rune(c)) {
+			s.record(key+"["+strconv.Itoa(elem)+"]", sc.line)
+			elem++
+			next = false
+		}
+		switch c {
 		case '\n':
-			if depth <= 0 {
+			if len(open) == 0 {
 				return
 			}
 			sc.next()
@@ -235,10 +246,16 @@ func (sc *scanner) value() {
 		case '"', '\'':
 			sc.str()
 		case '[', '{':
-			depth++
+			open = append(open, c)
+			next = len(open) == 1 && c == '['
 			sc.pos++
 		case ']', '}':
-			depth--
+			if len(open) > 0 {
+				open = open[:len(open)-1]
+			}
+			sc.pos++
+		case ',':
+			next = next || len(open) == 1
 			sc.pos++
 		default:
 			sc.pos++

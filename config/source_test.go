@@ -33,28 +33,38 @@ func TestIndexSource(t *testing.T) {
 		"[[pool]]\n" + // 25
 		"[[pool.alt]]\n" + // 26
 		"[\"quoted.table\"]\r\n" + // 27
-		"k = 1\r\n" // 28
+		"k = 1\r\n" + // 28
+		"pools = [ # \"x\", 1\n" + // 29
+		"  'a,b', [1, [2]], # ,\n" + // 30
+		"  \"c\" ,]\n" // 31
 	want := map[string]int{
-		"top":                  2,
-		"server":               3,
-		"server.listen":        4,
-		"pool[0]":              5,
-		"pool[0].name":         6,
-		"pool[0].password":     7,
-		"pool[0].list":         11,
-		"pool[0].lit":          15,
-		"pool[1]":              17,
-		"pool[1].url":          18,
-		"pool[1].tls":          19,
-		"pool[1].tls.skip":     20,
-		"pool[1].alt[0]":       21,
-		"pool[1].alt[0].a":     22,
-		"pool[1].alt[1]":       23,
-		"pool[1].alt[1].a.b.c": 24,
-		"pool[2]":              25,
-		"pool[2].alt[0]":       26,
-		"quoted.table":         27,
-		"quoted.table.k":       28,
+		"top":                   2,
+		"server":                3,
+		"server.listen":         4,
+		"pool[0]":               5,
+		"pool[0].name":          6,
+		"pool[0].password":      7,
+		"pool[0].list":          11,
+		"pool[0].lit":           15,
+		"pool[1]":               17,
+		"pool[1].url":           18,
+		"pool[1].tls":           19,
+		"pool[1].tls.skip":      20,
+		"pool[1].alt[0]":        21,
+		"pool[1].alt[0].a":      22,
+		"pool[1].alt[1]":        23,
+		"pool[1].alt[1].a.b.c":  24,
+		"pool[2]":               25,
+		"pool[2].alt[0]":        26,
+		"quoted.table":          27,
+		"quoted.table.k":        28,
+		"pool[0].list[0]":       12,
+		"pool[0].list[1]":       13,
+		"pool[0].list[2]":       13,
+		"quoted.table.pools":    29,
+		"quoted.table.pools[0]": 30,
+		"quoted.table.pools[1]": 30,
+		"quoted.table.pools[2]": 31,
 	}
 	got := indexSource("t.toml", []byte(src))
 	if !reflect.DeepEqual(got.lines, want) {
@@ -65,6 +75,8 @@ func TestIndexSource(t *testing.T) {
 		"pool[1].url":      18,
 		"pool[1].user":     17, // not in the file: its table's line
 		"pool[0].tls.skip": 5,
+		"pool[0].list[1]":  13,
+		"pool[0].list[7]":  11, // no such element: the array's line
 		"server.bogus":     3,
 		"log.level":        0,
 	} {

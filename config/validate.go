@@ -3,6 +3,7 @@ package config
 import (
 	"cmp"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -27,7 +28,9 @@ func (c *Config) Problems() []Problem {
 	v.difficulty(&c.Difficulty)
 	v.failover(&c.Failover, len(c.Pools))
 	v.pools(c.Pools)
-	v.metrics(&c.Metrics, c.Server.Listen)
+	listeners := v.routes(c)
+	v.weights(c)
+	v.metrics(&c.Metrics, listeners)
 	v.log(&c.Log)
 	sortProblems(v.problems)
 	return v.problems
@@ -257,12 +260,17 @@ func (v *validator) poolTLS(p *Pool, ep Endpoint, urlOK bool, key func(string) s
 	}
 }
 
-func (v *validator) metrics(m *Metrics, serverListen string) {
+func (v *validator) metrics(m *Metrics, listeners []listenAt) {
 	if m.Listen != "" {
 		if err := checkHostPort(m.Listen, false, "127.0.0.1:9333"); err != nil {
 			v.check("metrics.listen", err)
-		} else if sameAddr(m.Listen, serverListen) {
-			v.add("metrics.listen", "must differ from server.listen (%q) (got %q)", serverListen, m.Listen)
+		} else {
+			for _, l := range listeners {
+				if sameAddr(m.Listen, l.addr) {
+					v.add("metrics.listen", "must differ from %s (%q) (got %q)", l.key, l.addr, m.Listen)
+					break
+				}
+			}
 		}
 	}
 	basic := m.BasicAuthUser != "" || m.BasicAuthPassword != ""
@@ -294,4 +302,259 @@ func sameAddr(a, b string) bool {
 func (v *validator) log(l *Log) {
 	v.oneOf("log.level", l.Level, "trace", "debug", "info", "warn", "error")
 	v.oneOf("log.format", l.Format, LogFormatConsole, LogFormatJSON)
+}
+
+// poolKey is the key of pool[index] ("pool[1]"), or of its key k
+// ("pool[1].url").
+func poolKey(index int, k string) string {
+	if k == "" {
+		return "pool[" + strconv.Itoa(index) + "]"
+	}
+	return "pool[" + strconv.Itoa(index) + "]." + k
+}
+
+// routeKey is the key of route[index], or of its key k.
+func routeKey(index int, k string) string {
+	if k == "" {
+		return "route[" + strconv.Itoa(index) + "]"
+	}
+	return "route[" + strconv.Itoa(index) + "]." + k
+}
+
+// listKey is the key of element k of a Strings of n elements at key: key
+// itself when it holds one string, as it is then most often written.
+func listKey(key string, n, k int) string {
+	if n == 1 {
+		return key
+	}
+	return key + "[" + strconv.Itoa(k) + "]"
+}
+
+// listenAt is one miner listener and the key that first names it.
+type listenAt struct {
+	addr, key string
+}
+
+var routeName = regexp.MustCompile(`^[a-z0-9_-]{1,32}$`)
+
+// routes checks the [[route]] tables and returns the miner listeners:
+// server.listen alone without routes; with routes, every route's, in
+// order of first appearance.
+func (v *validator) routes(c *Config) []listenAt {
+	server := listenAt{c.Server.Listen, "server.listen"}
+	if len(c.Routes) == 0 {
+		return []listenAt{server}
+	}
+	pools := make(map[string]bool)
+	var poolList []string // in file order
+	for _, p := range slices.SortedStableFunc(slices.Values(c.Pools), func(a, b Pool) int { return cmp.Compare(a.Index, b.Index) }) {
+		if p.Name != "" && !pools[p.Name] {
+			pools[p.Name] = true
+			poolList = append(poolList, p.Name)
+		}
+	}
+	var listeners []listenAt
+	addListener := func(l listenAt) {
+		if !slices.ContainsFunc(listeners, func(o listenAt) bool { return o.addr == l.addr }) {
+			listeners = append(listeners, l)
+		}
+	}
+	names := make(map[string]int) // name → Index
+	for _, r := range c.Routes {
+		key := func(k string) string { return routeKey(r.Index, k) }
+		switch first, dup := names[r.Name]; {
+		case r.Name == "":
+			v.add(key("name"), `required: a unique name such as "alpha", the route label in logs and metrics`)
+		case !routeName.MatchString(r.Name):
+			v.add(key("name"), "must be 1 to 32 of a-z 0-9 _ - (got %q)", r.Name)
+		case dup:
+			v.add(key("name"), "%q is already the name of route[%d]", r.Name, first)
+		default:
+			names[r.Name] = r.Index
+		}
+
+		if len(r.Listen) == 0 {
+			addListener(server)
+		}
+		for k, l := range r.Listen {
+			lk := listKey(key("listen"), len(r.Listen), k)
+			if err := checkHostPort(l, false, "0.0.0.0:3334"); err != nil {
+				v.check(lk, err)
+				continue
+			}
+			addListener(listenAt{l, lk})
+		}
+
+		for k, w := range r.Workers {
+			v.check(key("workers["+strconv.Itoa(k)+"]"), checkGlob(w))
+		}
+
+		if len(r.Pools) == 0 {
+			example := "primary"
+			if len(poolList) > 0 {
+				example = poolList[0]
+			}
+			v.add(key("pools"), `required: at least one [[pool]] name, such as [%q]`, example)
+		}
+		inRoute := make(map[string]string) // pool name → the key naming it
+		routePool := func(k, name string) {
+			switch first, dup := inRoute[name]; {
+			case !pools[name]:
+				v.add(k, "no [[pool]] named %q (pools: %s)", name, strings.Join(poolList, ", "))
+			case dup:
+				v.add(k, "%q is already in this route, as %s", name, first)
+			default:
+				inRoute[name] = k
+			}
+		}
+		for k, n := range r.Pools {
+			routePool(key("pools["+strconv.Itoa(k)+"]"), n)
+		}
+		for k, n := range r.Backup {
+			routePool(listKey(key("backup"), len(r.Backup), k), n)
+		}
+		if r.WorkerMode != "" {
+			v.oneOf(key("worker_mode"), string(r.WorkerMode), string(WorkerModeAggregate), string(WorkerModePerWorker))
+		}
+	}
+
+	for i, b := range listeners {
+		for _, a := range listeners[:i] {
+			if sameAddr(a.addr, b.addr) {
+				v.add(b.key, "%q and %q (%s) cannot both be bound: the same port, and one of them is every address; write the same address in every route (got %q)",
+					b.addr, a.addr, a.key, b.addr)
+				break
+			}
+		}
+	}
+	v.overlaps(c, listeners)
+	return listeners
+}
+
+// checkGlob checks a worker pattern (see GlobMatch).
+func checkGlob(w string) error {
+	switch {
+	case w == "":
+		return errors.New(`must not be empty: a pattern such as "alpha.*" ('*' any run of characters, '?' one)`)
+	case strings.Contains(w, "["):
+		return fmt.Errorf(`'[' is not supported: '*' matches any run of characters, '?' one, anything else itself (got %q)`, w)
+	}
+	return nil
+}
+
+// overlaps checks that on every listener at most one route takes a
+// worker name: no two routes without workers (two catch-alls), no two
+// routes with patterns that one name matches. A route with patterns and
+// one without share a listener well: patterns come first.
+func (v *validator) overlaps(c *Config, listeners []listenAt) {
+	reported := make(map[[2]int]bool) // route pairs, by position in c.Routes
+	for _, l := range listeners {
+		var on []int
+		for i, r := range c.Routes {
+			if slices.Contains(c.routeListen(r), l.addr) {
+				on = append(on, i)
+			}
+		}
+		catchAll := -1
+		for x, i := range on {
+			r := c.Routes[i]
+			if len(r.Workers) == 0 {
+				if catchAll < 0 {
+					catchAll = i
+				} else if !reported[[2]int{catchAll, i}] {
+					reported[[2]int{catchAll, i}] = true
+					first := c.Routes[catchAll]
+					v.add(routeKey(r.Index, "workers"), "not set, so route[%d] (%s) takes every worker on %s, as route[%d] (%s) already does: set workers on one of them, or give one its own listen",
+						r.Index, r.Name, l.addr, first.Index, first.Name)
+				}
+				continue
+			}
+			for _, j := range on[:x] {
+				q := c.Routes[j]
+				if len(q.Workers) == 0 || reported[[2]int{j, i}] {
+					continue
+				}
+				for a, pa := range q.Workers {
+					for b, pb := range r.Workers {
+						if checkGlob(pa) != nil || checkGlob(pb) != nil {
+							continue
+						}
+						if ex, ok := GlobsOverlap(pa, pb); ok {
+							reported[[2]int{j, i}] = true
+							v.add(routeKey(q.Index, "workers["+strconv.Itoa(a)+"]"), "%q overlaps route[%d].workers[%d] %q on %s (both match %q)",
+								pa, r.Index, b, pb, l.addr, ex)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// weights checks that the pools of one priority in a route (without
+// routes: among all pools) either all have a weight, to split the work,
+// or none has. Backups are not counted: each is a tier of its own.
+func (v *validator) weights(c *Config) {
+	type tier struct {
+		route string // "" without routes; else " in route[i] (name)"
+		pools []Pool
+	}
+	var tiers []tier
+	group := func(route string, ps []Pool) {
+		var prios []int
+		by := make(map[int][]Pool)
+		for _, p := range ps {
+			if _, ok := by[p.Priority]; !ok {
+				prios = append(prios, p.Priority)
+			}
+			by[p.Priority] = append(by[p.Priority], p)
+		}
+		for _, pr := range prios {
+			tiers = append(tiers, tier{route, by[pr]})
+		}
+	}
+	if len(c.Routes) == 0 {
+		group("", c.Pools)
+	} else {
+		byName := make(map[string]Pool)
+		for _, p := range c.Pools {
+			if _, dup := byName[p.Name]; !dup {
+				byName[p.Name] = p
+			}
+		}
+		for _, r := range c.Routes {
+			var ps []Pool
+			for _, n := range r.Pools {
+				if p, ok := byName[n]; ok && !slices.ContainsFunc(ps, func(o Pool) bool { return o.Index == p.Index }) {
+					ps = append(ps, p)
+				}
+			}
+			group(fmt.Sprintf(" in route[%d] (%s)", r.Index, r.Name), ps)
+		}
+	}
+	reported := make(map[int]bool) // pool Index
+	for _, t := range tiers {
+		var weighted []string
+		for _, p := range t.pools {
+			if p.Weight > 0 {
+				weighted = append(weighted, fmt.Sprintf("%s (%d)", p.Name, p.Weight))
+			}
+		}
+		if len(weighted) == 0 {
+			continue
+		}
+		list := strings.Join(weighted, " and ")
+		if len(weighted) > 2 {
+			list = strings.Join(weighted[:len(weighted)-1], ", ") + " and " + weighted[len(weighted)-1]
+		}
+		zero := slices.SortedFunc(slices.Values(t.pools), func(a, b Pool) int { return cmp.Compare(a.Index, b.Index) })
+		for _, p := range zero {
+			if p.Weight != 0 || reported[p.Index] {
+				continue
+			}
+			reported[p.Index] = true
+			v.add(poolKey(p.Index, "weight"), "must be more than 0, like %s of the same priority (%d)%s: the pools of a priority all have a weight (a split) or none has (failover in order) (got 0)",
+				list, p.Priority, t.route)
+		}
+	}
 }
