@@ -31,7 +31,7 @@ func get(t *testing.T, h http.Handler, path string, setup func(*http.Request)) (
 
 func TestHandlerEndpoints(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m := New(reg)
+	m := New(reg).ForRoute(DefaultRoute)
 	m.MinersConnected.Set(42)
 	healthy := true
 	h := Handler(reg, HandlerOptions{

@@ -10,7 +10,7 @@ import (
 
 func TestSetPoolStateReason(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m := New(reg)
+	m := New(reg).ForRoute(DefaultRoute)
 	m.SetPoolStateReason("primary", "dial")
 	m.SetPoolStateReason("primary", "unauthorized")
 	m.SetPoolStateReason("backup", "eof")
@@ -19,8 +19,8 @@ func TestSetPoolStateReason(t *testing.T) {
 	want := `
 # HELP switchyard_pool_state_reason 1 for why the pool is not live (unauthorized, extranonce2_too_small, eof, submit_timeout, dial, ...); no series while it is live.
 # TYPE switchyard_pool_state_reason gauge
-switchyard_pool_state_reason{pool="backup",reason="eof"} 1
-switchyard_pool_state_reason{pool="primary",reason="unauthorized"} 1
+switchyard_pool_state_reason{pool="backup",reason="eof",route="default"} 1
+switchyard_pool_state_reason{pool="primary",reason="unauthorized",route="default"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "switchyard_pool_state_reason"); err != nil {
 		t.Error(err)
@@ -42,12 +42,12 @@ switchyard_pool_state_reason{pool="primary",reason="unauthorized"} 1
 
 func TestPoolReconnectsHelp(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m := New(reg)
+	m := New(reg).ForRoute(DefaultRoute)
 	m.PoolReconnects.WithLabelValues("p").Inc()
 	want := `
 # HELP switchyard_pool_reconnects_total Connections to the pool made again by a session after an earlier one of it had been established; first connections and failed dials are not counted.
 # TYPE switchyard_pool_reconnects_total counter
-switchyard_pool_reconnects_total{pool="p"} 1
+switchyard_pool_reconnects_total{pool="p",route="default"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "switchyard_pool_reconnects_total"); err != nil {
 		t.Error(err)
