@@ -182,15 +182,28 @@ func TestSplitConfig(t *testing.T) {
 	text := splitConfig("127.0.0.1:3333", "127.0.0.1:9333", [numSplitPools]string{"127.0.0.1:4001", "127.0.0.1:4002", "127.0.0.1:4003"},
 		[2]int{70, 30}, []string{"big.*", "small.*"}, 1e-8, 20*time.Second, 5*time.Second)
 	c, err := config.Parse([]byte(text), "split.toml")
-	if err != nil && strings.Contains(err.Error(), "route") {
-		t.Skipf("the config package does not take [[route]] yet: %v", err)
-	}
 	if err != nil {
 		t.Fatalf("%v\n%s", err, text)
 	}
 	if len(c.Pools) != 3 || c.Pools[0].Weight != 70 || c.Pools[1].Weight != 30 || c.Pools[2].Priority != 10 ||
 		c.Difficulty.Initial != 1e-8 || c.Difficulty.Min != 1e-8 || c.Difficulty.Max != 1e-8 {
 		t.Fatalf("parsed %+v", c)
+	}
+	rs := c.RouteSpecs()
+	if len(rs) != 1 || rs[0].Name != splitRoute || fmt.Sprint(rs[0].Workers) != "[big.* small.*]" ||
+		fmt.Sprint(rs[0].Listen) != "[127.0.0.1:3333]" || rs[0].Backups != 1 {
+		t.Fatalf("routes %+v", rs)
+	}
+	var tiers []string
+	for _, tier := range rs[0].Tiers() {
+		var names []string
+		for _, p := range tier {
+			names = append(names, fmt.Sprintf("%s/%d", p.Name, p.Weight))
+		}
+		tiers = append(tiers, strings.Join(names, "+"))
+	}
+	if got := strings.Join(tiers, " "); got != "A/70+B/30 C/0" {
+		t.Fatalf("tiers %s, want A/70+B/30 C/0", got)
 	}
 }
 
