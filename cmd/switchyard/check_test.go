@@ -84,7 +84,7 @@ func TestCheckProbe(t *testing.T) {
 	}
 	b := block(out, "public")
 	for _, want := range []string{
-		"route: the routing table",
+		"path: the routing table",
 		"reachable:  yes, connected in ",
 		"authorized: yes, as acct.farm; first job ",
 		"extranonce: extranonce1 4 bytes, extranonce2 4 bytes",
@@ -204,11 +204,127 @@ func TestCheckExampleTellsTheTruth(t *testing.T) {
 	}
 	for _, want := range []string{
 		"ok (2 pools: primary, backup)",
-		"backup: stratum+ssl://backup-pool.example.net:443, route: TLS, the routing table",
+		"backup: stratum+ssl://backup-pool.example.net:443, path: TLS, the routing table",
+		"route default: listen 0.0.0.0:3333 (server.listen); workers any; worker_mode aggregate\n  1. primary\n  2. backup\n",
 		"pools not dialled: switchyard check -probe -config ../../config.example.toml connects to each",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "route:") || strings.Contains(out, "warning") {
+		t.Errorf("a pool's network path is labelled path:, and the example has no warning:\n%s", out)
+	}
+}
+
+// checkRoutesConfig is a hosting farm: alpha on its own port with a 70/30
+// split and a backup shared with the farm's route, beta's workers by name
+// on the farm's port, and a pool no route names.
+const checkRoutesConfig = `[server]
+listen = "0.0.0.0:3333"
+[metrics]
+listen = ""
+[[pool]]
+name = "alpha-main"
+url = "stratum+tcp://a.example.com:3333"
+user = "alpha.farm"
+weight = 70
+[[pool]]
+name = "alpha-second"
+url = "stratum+tcp://b.example.com:3333"
+user = "alpha.farm"
+weight = 30
+[[pool]]
+name = "third"
+url = "stratum+tcp://c.example.com:3333"
+user = "u"
+priority = 2
+weight = 1
+[[pool]]
+name = "ranked-1"
+url = "stratum+tcp://d.example.com:3333"
+user = "u"
+priority = 5
+[[pool]]
+name = "ranked-2"
+url = "stratum+tcp://e.example.com:3333"
+user = "u"
+priority = 5
+[[pool]]
+name = "farm-backup"
+url = "stratum+ssl://f.example.com:443"
+user = "farm.backup"
+[[pool]]
+name = "old"
+url = "stratum+tcp://g.example.com:3333"
+user = "u"
+[[route]]
+name = "alpha"
+listen = ["0.0.0.0:3334", "0.0.0.0:3335"]
+pools = ["alpha-main", "alpha-second", "third", "ranked-1", "ranked-2"]
+backup = "farm-backup"
+[[route]]
+name = "beta"
+workers = ["beta.*", "*.beta"]
+pools = ["ranked-2"]
+worker_mode = "per-worker"
+[[route]]
+name = "farm"
+pools = ["farm-backup"]
+`
+
+// TestCheckRoutes: check prints every route (listeners, worker patterns,
+// ranked pools, a split's weights as percentages, backups) and the
+// warnings, and warnings alone leave the exit code 0.
+func TestCheckRoutes(t *testing.T) {
+	dir := t.TempDir()
+	path := writeFile(t, dir, "routes.toml", checkRoutesConfig)
+	out, code := runCheck(t, "-config", path)
+	if code != 0 {
+		t.Fatalf("exit %d with warnings only, want 0:\n%s", code, out)
+	}
+	for _, want := range []string{
+		"ok (7 pools: alpha-main, alpha-second, farm-backup, old, third, ranked-1, ranked-2)",
+		"  farm-backup: stratum+ssl://f.example.com:443, path: TLS, the routing table\n",
+		"route alpha: listen 0.0.0.0:3334, 0.0.0.0:3335; workers any; worker_mode aggregate\n" +
+			"  1. alpha-main 70%, alpha-second 30% (split, priority 0)\n" +
+			"  2. third\n" + // a weight alone in its priority splits nothing
+			"  3. ranked-1\n" +
+			"  4. ranked-2\n" +
+			"  5. farm-backup (backup)\n" +
+			"route beta: listen 0.0.0.0:3333 (server.listen); workers \"beta.*\", \"*.beta\"; worker_mode per-worker\n" +
+			"  1. ranked-2\n" +
+			"route farm: listen 0.0.0.0:3333 (server.listen); workers any other; worker_mode aggregate\n" +
+			"  1. farm-backup\n" +
+			"warning: " + path + ":35: pool[6]: \"old\" is in no route: nothing will mine on it\n" +
+			path + ": 1 warning(s)\n" +
+			"pools not dialled: ",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks\n%s\n--- output:\n%s", want, out)
+		}
+	}
+
+	// A third of the work each, and the config's problems: exit 1, no routes.
+	thirds := strings.NewReplacer("weight = 70", "weight = 1", "weight = 30", "weight = 1", "priority = 2\n", "").Replace(checkRoutesConfig)
+	out, _ = runCheck(t, "-config", writeFile(t, dir, "thirds.toml", thirds))
+	if want := "  1. alpha-main 33.3%, alpha-second 33.3%, third 33.3% (split, priority 0)\n"; !strings.Contains(out, want) {
+		t.Errorf("output lacks %q:\n%s", want, out)
+	}
+	bad := strings.Replace(checkRoutesConfig, `pools = ["ranked-2"]`, `pools = ["ranked-3"]`, 1)
+	out, code = runCheck(t, "-config", writeFile(t, dir, "bad.toml", bad))
+	if code != 1 || !strings.Contains(out, `route[1].pools[0]: no [[pool]] named "ranked-3"`) || strings.Contains(out, "route alpha") {
+		t.Errorf("exit %d, want 1 with the problem and no routes:\n%s", code, out)
+	}
+}
+
+func TestPercent(t *testing.T) {
+	for _, c := range []struct {
+		part, whole int
+		want        string
+	}{{70, 100, "70%"}, {1, 3, "33.3%"}, {2, 3, "66.7%"}, {1, 1, "100%"}, {1, 8, "12.5%"}, {1, 2000, "0.1%"}} {
+		if got := percent(c.part, c.whole); got != c.want {
+			t.Errorf("percent(%d, %d) = %q, want %q", c.part, c.whole, got, c.want)
 		}
 	}
 }

@@ -57,7 +57,7 @@ func probeAll(ctx context.Context, cfg *config.Config, timeout time.Duration) []
 }
 
 // probe dials cfg.Pools[i] with a real upstream.Session, configured as
-// switchyard configures its own (the same route, timeouts and version
+// switchyard configures its own (the same network path, timeouts and version
 // mask), and stops it once the pool is live or has failed, or after
 // timeout. The session accepts any extranonce2 size so that a pool too
 // small for server.min_pool_extranonce2_size is reported with its size.
@@ -170,8 +170,9 @@ func (h *probeHandler) SessionJob(_ *upstream.Session, j *upstream.Job) {
 // SessionVerdict implements upstream.Handler; a probe submits nothing.
 func (h *probeHandler) SessionVerdict(*upstream.Session, *upstream.Verdict) {}
 
-// route says how switchyard reaches p.
-func route(p config.Pool) string {
+// netPath says how switchyard reaches p: TLS, SOCKS5, the source address
+// and interface. (Not a [[route]], which is about miners.)
+func netPath(p config.Pool) string {
 	var parts []string
 	if ep, err := p.Endpoint(); err == nil && ep.TLS {
 		parts = append(parts, "TLS")
@@ -196,7 +197,7 @@ func route(p config.Pool) string {
 func printProbes(w io.Writer, rs []probeResult, srv config.Server) bool {
 	good := 0
 	for _, r := range rs {
-		fmt.Fprintf(w, "pool %s: %s, route: %s\n", r.pool.Name, r.pool.URL, route(r.pool))
+		fmt.Fprintf(w, "pool %s: %s, path: %s\n", r.pool.Name, r.pool.URL, netPath(r.pool))
 		if r.ok() {
 			good++
 		}
