@@ -72,10 +72,13 @@ func registered(t *testing.T) map[string]*family {
 	// Types come from a gather, with a child in every vector.
 	reg := prometheus.NewRegistry()
 	m := New(reg)
-	m.InitPool("p")
-	m.SetActivePool("p")
+	r := m.ForRoute(DefaultRoute)
+	r.InitPool("p")
+	r.SetActivePool("p")
 	m.ConnectionsClosed.WithLabelValues("r")
-	m.Failovers.WithLabelValues("a", "b", "r")
+	r.Failovers.WithLabelValues("a", "b", "r")
+	r.SplitTarget.WithLabelValues("p")
+	r.SplitMeasured.WithLabelValues("p")
 	w := NewWorkers(reg, 0)
 	_ = w
 	mfs, err := reg.Gather()
@@ -166,6 +169,10 @@ func TestCheckExprCatchesMistakes(t *testing.T) {
 		{`sum by (reason) (rate(switchyard_miners_connected[5m]))`, true},            // grouping label nobody has
 		{`rate(switchyard_miner_connections_opened_total_bucket[5m])`, true},         // not a histogram
 		{`histogram_quantile(0.9, sum by (le) (switchyard_miners_connected))`, true}, // le without a histogram
+		{`sum by (route, pool) (switchyard_route_split_target_ratio{route=~"$route"})`, false},
+		{`sum by (route) (switchyard_miners_connected)`, true},                      // route is on route and pool metrics only
+		{`switchyard_route_split_ratio{route="a"}`, true},                           // no such metric
+		{`sum by (pool) (increase(switchyard_route_split_moves_total[15m]))`, true}, // moves count per route, not per pool
 	}
 	for _, c := range cases {
 		if got := checkExpr(fams, c.expr); (len(got) > 0) != c.bad {
@@ -261,6 +268,41 @@ func TestGrafanaDashboardUsesRealMetrics(t *testing.T) {
 			t.Errorf("dashboard does not chart %s", name)
 		}
 	}
+
+	// The Routes row: every panel from its row header to the next one,
+	// what each charts, and every query filtered by the $route variable.
+	var routes []string
+	in := false
+	for _, p := range dash.Panels {
+		if p.Type == "row" {
+			in = p.Title == "Routes"
+			continue
+		}
+		if !in {
+			continue
+		}
+		for _, q := range p.Targets {
+			routes = append(routes, q.Expr)
+			if !strings.Contains(q.Expr, `route=~"$route"`) {
+				t.Errorf("Routes panel %q: query not filtered by $route: %s", p.Title, q.Expr)
+			}
+		}
+	}
+	all := strings.Join(routes, "\n")
+	for _, want := range []struct{ what, re string }{
+		{"miners per route", `sum by \(route\) \(switchyard_route_miners\{`},
+		{"credited hashrate per route and pool", `sum by \(route, pool\) \(rate\(switchyard_pool_credited_difficulty_sum_total\{[^}]*\}\[\$__rate_interval\]\)\) \* 4294967296`},
+		{"split target", `switchyard_route_split_target_ratio\{`},
+		{"measured share over 15m", `sum by \(route, pool\) \(increase\(switchyard_pool_credited_difficulty_sum_total\{[^}]*\}\[15m\]\)\) / on \(route\) group_left sum by \(route\) \(increase\(switchyard_pool_credited_difficulty_sum_total\{[^}]*\}\[15m\]\)\)`},
+		{"moves per route", `sum by \(route\) \(increase\(switchyard_route_split_moves_total\{`},
+	} {
+		if !regexp.MustCompile(want.re).MatchString(all) {
+			t.Errorf("Routes row lacks %s (%s)", want.what, want.re)
+		}
+	}
+	if !strings.Contains(string(raw), `"name": "route"`) {
+		t.Error("dashboard has no $route variable")
+	}
 }
 
 // ruleExprs reads the alert names and expressions of a Prometheus rules
@@ -321,7 +363,7 @@ func TestAlertRulesUseRealMetrics(t *testing.T) {
 	rules := ruleExprs(t, text)
 	for _, want := range []string{
 		"SwitchyardPoolDown", "SwitchyardFailover", "SwitchyardRejectRatioHigh", "SwitchyardHashrateDrop",
-		"SwitchyardNoLivePool", "SwitchyardMinersDroppedSharply",
+		"SwitchyardNoLivePool", "SwitchyardMinersDroppedSharply", "SwitchyardSplitOffTarget",
 	} {
 		if _, ok := rules[want]; !ok {
 			t.Errorf("no alert %s", want)
@@ -344,6 +386,22 @@ func TestAlertRulesUseRealMetrics(t *testing.T) {
 		}
 		for _, p := range checkExpr(fams, e) {
 			t.Errorf("alert %s: %s\n\t%s", name, p, e)
+		}
+	}
+	// Pool and share series carry the route. What a route's miners get
+	// alerts per route; what a pool does alerts per pool, so that a pool
+	// several routes share alerts once, not once per route.
+	byRoute := regexp.MustCompile(`\bby \([^)]*\broute\b[^)]*\)`)
+	for _, c := range []struct {
+		alert    string
+		perRoute bool
+	}{
+		{"SwitchyardNoLivePool", true}, {"SwitchyardFailover", true}, {"SwitchyardRejectRatioHigh", true},
+		{"SwitchyardSplitOffTarget", true},
+		{"SwitchyardPoolDown", false}, {"SwitchyardPoolRejectRatioHigh", false}, {"SwitchyardSharesLost", false},
+	} {
+		if got := byRoute.MatchString(rules[c.alert]); got != c.perRoute {
+			t.Errorf("alert %s groups by route: %v, want %v\n\t%s", c.alert, got, c.perRoute, rules[c.alert])
 		}
 	}
 }
@@ -401,7 +459,7 @@ func TestDeployPromtool(t *testing.T) {
 		if !strings.HasSuffix(path, ".expr") {
 			continue // label_values(...) is Grafana's, not PromQL
 		}
-		e = strings.NewReplacer("$__rate_interval", "5m", "$instance", ".+").Replace(e)
+		e = strings.NewReplacer("$__rate_interval", "5m", "$instance", ".+", "$route", ".+").Replace(e)
 		q, _ := json.Marshal(e)
 		fmt.Fprintf(&b, "      - record: dashboard:q%d\n        expr: %s\n", i, q)
 		i++
