@@ -40,8 +40,10 @@ type App struct {
 	timeline *Timeline
 	miners   *proxy.MinerIndex
 
-	mu  sync.Mutex
-	cfg *config.Config
+	mu        sync.Mutex
+	cfg       *config.Config
+	routeRuns []*routeRun
+	restCtx   context.Context // lives until Stop's end: pool managers run on it
 
 	stopProxy, stopRest context.CancelFunc
 	proxyDone           chan struct{}
@@ -56,9 +58,16 @@ type App struct {
 type Option func(*options)
 
 type options struct {
+	splitEvery      time.Duration // WithSplitEvery
 	historyInterval time.Duration
 	handover        bool       // WithHandover
 	inherit         *inherited // Takeover: listeners and lanes of the old process
+}
+
+// WithSplitEvery sets how often each route's split is looked at and
+// miners moved to hold it (default 5s).
+func WithSplitEvery(d time.Duration) Option {
+	return func(o *options) { o.splitEvery = d }
 }
 
 // WithHistoryInterval sets the time between the hashrate samples kept for
@@ -76,20 +85,20 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, version 
 	for _, f := range opts {
 		f(&o)
 	}
-	pools, err := Pools(cfg)
-	if err != nil {
+	if _, err := Pools(cfg); err != nil {
 		return nil, err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	met := metrics.New(reg)
-	for _, p := range pools {
-		met.InitPool(p.Name)
-	}
 	a := &App{Metrics: met, Registry: reg, log: log, started: time.Now(), version: version, cfg: cfg, proxyDone: make(chan struct{}),
 		history: NewHistory(o.historyInterval, DefaultHistoryWindow), farm: NewFarmHistory(0), timeline: NewTimeline(0)}
 
 	popts := ProxyOptions(cfg, log, met, version)
+	specs, listeners := cfg.RouteSpecs(), cfg.Listeners()
+	popts.Listeners = listeners
+	popts.Routes, popts.ListenerRoute, popts.Route = routeOptions(specs, listeners)
+	popts.SplitEvery = o.splitEvery
 	if cfg.Metrics.PerWorker {
 		popts.Workers = metrics.NewWorkers(reg, 0)
 	}
@@ -99,19 +108,19 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, version 
 		return nil, fmt.Errorf("metrics.group_by: %w", err)
 	}
 	a.miners = proxy.NewMinerIndex(a.Proxy.MinerRows, proxy.ProblemRules{Target: cfg.Difficulty.TargetShareInterval.Duration()}, groupOf)
-	mopts := ManagerOptions(cfg, log, met)
-	mopts.OnSwitch = a.timeline.Record
-	a.Pools = upstream.NewManager(pools, mopts, a.Proxy)
-	a.Proxy.SetUpstream(a.Pools)
-	o.applyHandover(a)
-
 	// The proxy stops first (Stop), the pools only once forwarded shares
 	// have their answers.
 	rest, stopRest := context.WithCancel(context.WithoutCancel(ctx))
 	px, stopProxy := context.WithCancel(rest)
-	a.stopProxy, a.stopRest = stopProxy, stopRest
-	a.wg.Add(3)
-	go func() { defer a.wg.Done(); a.Pools.Run(rest) }()
+	a.stopProxy, a.stopRest, a.restCtx = stopProxy, stopRest, rest
+	for i, spec := range specs {
+		rr := a.startRoute(cfg, spec, a.Proxy.Sink(i), rest)
+		a.Proxy.SetRouteUpstream(i, rr.mgr)
+		a.routeRuns = append(a.routeRuns, rr)
+	}
+	a.Pools = a.routeRuns[0].mgr
+	o.applyHandover(a)
+	a.wg.Add(2)
 	go func() { defer a.wg.Done(); a.sampleHistory(rest) }()
 	go func() { defer a.wg.Done(); a.observeMiners(rest) }()
 	a.awaitPools(ctx)
@@ -138,7 +147,7 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, version 
 		}
 		a.httpAddr, a.httpLn = ln.Addr().String(), ln
 		h := metrics.Handler(reg, metrics.HandlerOptions{
-			Healthy:           a.Pools.Live,
+			Healthy:           a.live,
 			Status:            func() any { return a.Status() },
 			Miners:            func() any { return a.Proxy.MinerRows() },
 			MinersQuery:       a.MinersQuery,
@@ -156,6 +165,13 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, version 
 		log.Info().Str("listen", a.httpAddr).Msg("serving /metrics and /api/v1/status")
 	}
 	return a, nil
+}
+
+// active is the pool the first route mines on.
+func (a *App) active() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.Pools.Active()
 }
 
 // MinerAddr is the address miners connect to.
@@ -192,8 +208,7 @@ func (a *App) Stop() error {
 // they are named in the returned list ("server.listen", …) and otherwise
 // ignored.
 func (a *App) Reload(cfg *config.Config) (needRestart []string, err error) {
-	pools, err := Pools(cfg)
-	if err != nil {
+	if _, err := Pools(cfg); err != nil {
 		return nil, err
 	}
 	a.mu.Lock()
@@ -207,7 +222,7 @@ func (a *App) Reload(cfg *config.Config) (needRestart []string, err error) {
 			a.miners.SetGroupBy(f)
 		}
 	}
-	a.Pools.SetPools(pools)
+	needRestart = append(needRestart, a.reloadRoutes(old, cfg)...)
 	return needRestart, nil
 }
 
@@ -239,6 +254,8 @@ type Status struct {
 	Failback *FailbackStatus `json:"failback,omitempty"`
 	// Timeline is the latest switches between pools, newest first.
 	Timeline []TimelineEvent `json:"timeline"`
+	// Routes are the routes, each with its pools and its split.
+	Routes []RouteStatus `json:"routes"`
 }
 
 // FarmStatus is the "farm" field of /api/v1/status.
@@ -264,6 +281,9 @@ type FailbackStatus struct {
 // PoolStatus is one pool in /api/v1/status: its state from the pool
 // manager and its share counters since start.
 type PoolStatus struct {
+	// Route is the route whose pool this is (a pool in several routes is
+	// listed once for each).
+	Route string `json:"route"`
 	upstream.PoolStatus
 	// Forwarded counts shares sent to the pool; Accepted, Rejected and Lost
 	// count the pool's verdicts on them (lost: no answer, or the pool went
@@ -281,13 +301,20 @@ type PoolStatus struct {
 // Status reports the running state.
 func (a *App) Status() Status {
 	m := a.Metrics
-	forwarded := sumByPool(m.Forwarded, nil)
+	forwarded := sumBy(m.Forwarded, nil, "route", "pool")
 	verdicts := map[string]map[string]float64{}
 	for _, r := range []string{metrics.ResultAccepted, metrics.ResultRejected, metrics.ResultLost} {
-		verdicts[r] = sumByPool(m.PoolVerdicts, func(l map[string]string) bool { return l["result"] == r })
+		verdicts[r] = sumBy(m.PoolVerdicts, func(l map[string]string) bool { return l["result"] == r }, "route", "pool")
 	}
-	credited := sumByPool(m.CreditedDifficulty, nil)
-	ps := a.Pools.Status()
+	credited := sumBy(m.CreditedDifficulty, nil, "route", "pool")
+	var ps []upstream.PoolStatus
+	var route []string
+	for _, r := range a.routes() {
+		for _, p := range r.mgr.Status() {
+			ps = append(ps, p)
+			route = append(route, r.spec.Name)
+		}
+	}
 	order := make([]string, len(ps))
 	for i, p := range ps {
 		order[i] = p.Name
@@ -300,20 +327,23 @@ func (a *App) Status() Status {
 		}
 	}
 	pools := make([]PoolStatus, 0, len(ps))
-	for _, p := range ps {
+	for i, p := range ps {
+		k := routePool(route[i], p.Name)
 		pools = append(pools, PoolStatus{
+			Route:      route[i],
 			PoolStatus: p,
-			Forwarded:  forwarded[p.Name],
-			Accepted:   verdicts[metrics.ResultAccepted][p.Name],
-			Rejected:   verdicts[metrics.ResultRejected][p.Name],
-			Lost:       verdicts[metrics.ResultLost][p.Name],
-			Credited:   credited[p.Name],
+			Forwarded:  forwarded[k],
+			Accepted:   verdicts[metrics.ResultAccepted][k],
+			Rejected:   verdicts[metrics.ResultRejected][k],
+			Lost:       verdicts[metrics.ResultLost][k],
+			Credited:   credited[k],
 			HashrateHs: latest[p.Name],
 		})
 	}
 	now := time.Now()
 	st := Status{
-		AllDown:  !a.Pools.Live(),
+		AllDown:  !a.live(),
+		Routes:   a.routeStatus(),
 		Timeline: a.timeline.Events(),
 		Farm: FarmStatus{
 			Windows: a.farm.Rates(a.farmReading(now)),
@@ -321,7 +351,7 @@ func (a *App) Status() Status {
 		},
 		Version:         a.version,
 		UptimeSeconds:   time.Since(a.started).Seconds(),
-		ActivePool:      a.Pools.Active(),
+		ActivePool:      a.active(),
 		Pools:           pools,
 		Miners:          a.Proxy.Summary(),
 		MinerDifficulty: counterValue(m.ShareDifficulty),
@@ -337,7 +367,7 @@ func (a *App) Status() Status {
 	a.mu.Lock()
 	after := a.cfg.Failover.FailbackAfter.Duration()
 	a.mu.Unlock()
-	st.Failback = failbackOf(ps, after, now)
+	st.Failback = failbackOf(a.Pools.Status(), after, now)
 	return st
 }
 
@@ -510,7 +540,7 @@ func (a *App) awaitPools(ctx context.Context) {
 	start := time.Now()
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
-	for !a.Pools.Settled() {
+	for !a.settled() {
 		select {
 		case <-ctx.Done():
 			return

@@ -51,6 +51,12 @@ type rig struct {
 // them. poolCfg and mutate may adjust the pools' and switchyard's config.
 func newRig(t *testing.T, n int, poolCfg func(i int, c *sim.PoolConfig), mutate func(c *config.Config)) *rig {
 	t.Helper()
+	return newRigOpts(t, n, poolCfg, mutate)
+}
+
+// newRigOpts is newRig with options for app.Start.
+func newRigOpts(t *testing.T, n int, poolCfg func(i int, c *sim.PoolConfig), mutate func(c *config.Config), opts ...app.Option) *rig {
+	t.Helper()
 	r := &rig{t: t}
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
 	for i := 0; i < n; i++ {
@@ -98,7 +104,7 @@ func newRig(t *testing.T, n int, poolCfg func(i int, c *sim.PoolConfig), mutate 
 		t.Fatal(err)
 	}
 	r.cfg = cfg
-	r.app = startApp(t, cfg)
+	r.app = startApp(t, cfg, opts...)
 	for _, p := range cfg.Pools { // the best ranked of the rig's own pools
 		if strings.HasPrefix(p.Name, "p") && len(p.Name) <= 3 {
 			r.waitActive(p.Name, 10*time.Second)
@@ -109,10 +115,10 @@ func newRig(t *testing.T, n int, poolCfg func(i int, c *sim.PoolConfig), mutate 
 }
 
 // startApp starts switchyard from cfg, stopped when the test ends.
-func startApp(t *testing.T, cfg *config.Config) *app.App {
+func startApp(t *testing.T, cfg *config.Config, opts ...app.Option) *app.App {
 	t.Helper()
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
-	a, err := app.Start(context.Background(), cfg, log, "test")
+	a, err := app.Start(context.Background(), cfg, log, "test", opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

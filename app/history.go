@@ -205,6 +205,14 @@ func (h *History) each(f func(historySample)) {
 // now, keeping only those whose labels pass keep (nil: all). It reads
 // without creating series, so a removed pool does not come back.
 func sumByPool(c prometheus.Collector, keep func(labels map[string]string) bool) map[string]float64 {
+	return sumBy(c, keep, "pool")
+}
+
+// routePool is the key sumBy(…, "route", "pool") gives a series.
+func routePool(route, pool string) string { return route + "\x00" + pool }
+
+// sumBy is sumByPool keyed by the values of labels (joined by NUL).
+func sumBy(c prometheus.Collector, keep func(labels map[string]string) bool, by ...string) map[string]float64 {
 	ch := make(chan prometheus.Metric, 64)
 	go func() {
 		c.Collect(ch)
@@ -220,7 +228,16 @@ func sumByPool(c prometheus.Collector, keep func(labels map[string]string) bool)
 		for _, l := range d.GetLabel() {
 			labels[l.GetName()] = l.GetValue()
 		}
-		pool, ok := labels["pool"]
+		var pool string
+		ok := true
+		for i, k := range by {
+			v, has := labels[k]
+			ok = ok && has
+			if i > 0 {
+				pool += "\x00"
+			}
+			pool += v
+		}
 		if !ok || (keep != nil && !keep(labels)) {
 			continue
 		}

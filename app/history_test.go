@@ -152,7 +152,7 @@ func TestHistoryCapacity(t *testing.T) {
 }
 
 func TestSumByPool(t *testing.T) {
-	m := metrics.New(nil)
+	m := metrics.New(nil).ForRoute(metrics.DefaultRoute)
 	m.InitPool("a")
 	m.InitPool("b")
 	m.ForwardedDifficulty.WithLabelValues("a").Add(1.5)

@@ -21,6 +21,7 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Share results, the values of the "result" label.
@@ -29,6 +30,9 @@ const (
 	ResultRejected = "rejected"
 	ResultLost     = "lost"
 )
+
+// DefaultRoute is the route label of a configuration without routes.
+const DefaultRoute = "default"
 
 // ReasonNone is the "reason" label of accepted shares.
 const ReasonNone = ""
@@ -67,9 +71,10 @@ const (
 	ProtocolMalformed     = "malformed"      // not a JSON-RPC object
 	ProtocolUnknownMethod = "unknown_method" // a method switchyard does not serve
 	ProtocolBadParams     = "bad_params"     // params of the wrong type or shape (submits count as shares rejected{reason="malformed"})
+	ProtocolNoRoute       = "no_route"       // a mining.authorize whose worker name matches no route on its listener
 )
 
-var protocolErrors = [...]string{ProtocolMalformed, ProtocolUnknownMethod, ProtocolBadParams}
+var protocolErrors = [...]string{ProtocolMalformed, ProtocolUnknownMethod, ProtocolBadParams, ProtocolNoRoute}
 
 // Histogram buckets.
 var (
@@ -173,10 +178,39 @@ type Metrics struct {
 	// (see the Protocol constants). The connection stays open.
 	ProtocolErrors *prometheus.CounterVec
 
-	mu         sync.Mutex        // serializes SetPoolState, SetPoolStateReason and SetActivePool
+	// RouteMiners is switchyard_route_miners{route}: miners authorized on
+	// the route and connected.
+	RouteMiners *prometheus.GaugeVec
+	// SplitTarget is switchyard_route_split_target_ratio{route,pool}: the
+	// pool's target fraction of the route's credited work (0 when it is not
+	// serving the route).
+	SplitTarget *prometheus.GaugeVec
+	// SplitMeasured is switchyard_route_split_measured_ratio{route,pool}:
+	// its fraction of the route's credited difficulty since the current
+	// split began.
+	SplitMeasured *prometheus.GaugeVec
+	// SplitMoves is switchyard_route_split_moves_total{route}: miners moved
+	// between pools to hold the split.
+	SplitMoves *prometheus.CounterVec
+
+	// Route is the route this view's route-labelled vectors are curried
+	// with (ForRoute); "" for the root Metrics, whose route-labelled
+	// vectors take the route as their first label value.
+	Route string
+
+	*book // pool states of this view; its mutex serializes SetPoolState, SetPoolStateReason and SetActivePool
+}
+
+// book is the pool states a Metrics (or a route's view) has set.
+type book struct {
+	mu         sync.Mutex
 	poolState  map[string]string // pool → state set to 1
 	poolReason map[string]string // pool → reason set to 1
 	pools      map[string]bool   // pools seen, for SetActivePool
+}
+
+func newBook() *book {
+	return &book{poolState: map[string]string{}, poolReason: map[string]string{}, pools: map[string]bool{}}
 }
 
 // New creates switchyard's collectors and registers them with reg; it panics
@@ -199,7 +233,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		Shares: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_shares_total",
 			Help: `Shares sent by miners, by result (accepted, rejected, lost) and reason ("" for accepted).`,
-		}, []string{"result", "reason"}),
+		}, []string{"route", "result", "reason"}),
 		ShareDifficulty: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "switchyard_share_difficulty_sum_total",
 			Help: "Sum of the difficulty of accepted shares; rate() * 2^32 is the hashrate in H/s.",
@@ -207,19 +241,19 @@ func New(reg prometheus.Registerer) *Metrics {
 		Forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_pool_shares_forwarded_total",
 			Help: "Shares forwarded to a pool.",
-		}, []string{"pool"}),
+		}, []string{"route", "pool"}),
 		ForwardedDifficulty: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_forwarded_difficulty_sum_total",
 			Help: "Sum of the pool difficulty of shares forwarded to a pool, whatever its verdict.",
-		}, []string{"pool"}),
+		}, []string{"route", "pool"}),
 		CreditedDifficulty: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_pool_credited_difficulty_sum_total",
 			Help: "Sum of the pool difficulty of forwarded shares the pool accepted: what it credits; rate() * 2^32 is the hashrate it pays for.",
-		}, []string{"pool"}),
+		}, []string{"route", "pool"}),
 		PoolVerdicts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_pool_shares_total",
 			Help: "Forwarded shares by the pool's verdict (accepted, rejected, lost) and reason.",
-		}, []string{"pool", "result", "reason"}),
+		}, []string{"route", "pool", "result", "reason"}),
 		SubmitLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "switchyard_pool_submit_duration_seconds",
 			Help:    "Time from forwarding a share to the pool's answer.",
@@ -228,35 +262,35 @@ func New(reg prometheus.Registerer) *Metrics {
 		PoolState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "switchyard_pool_state",
 			Help: "1 for the pool's current state (connecting, handshaking, live, suspect, down), 0 for the others.",
-		}, []string{"pool", "state"}),
+		}, []string{"route", "pool", "state"}),
 		ActivePool: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "switchyard_pool_active",
 			Help: "1 for the pool miners are working for, 0 for the others.",
-		}, []string{"pool"}),
+		}, []string{"route", "pool"}),
 		PoolLastJob: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "switchyard_pool_last_job_timestamp_seconds",
 			Help: "Unix time of the pool's latest job (mining.notify).",
-		}, []string{"pool"}),
+		}, []string{"route", "pool"}),
 		PoolStateReason: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "switchyard_pool_state_reason",
 			Help: "1 for why the pool is not live (unauthorized, extranonce2_too_small, eof, submit_timeout, dial, ...); no series while it is live.",
-		}, []string{"pool", "reason"}),
+		}, []string{"route", "pool", "reason"}),
 		PoolReconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_pool_reconnects_total",
 			Help: "Connections to the pool made again by a session after an earlier one of it had been established; first connections and failed dials are not counted.",
-		}, []string{"pool"}),
+		}, []string{"route", "pool"}),
 		UpstreamSessions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "switchyard_pool_sessions",
 			Help: "Sessions open to the pool.",
-		}, []string{"pool"}),
+		}, []string{"route", "pool"}),
 		Failovers: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_failovers_total",
 			Help: "Moves of the miners from one pool to another, by reason.",
-		}, []string{"from", "to", "reason"}),
+		}, []string{"route", "from", "to", "reason"}),
 		PoolFalseAlarms: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_pool_false_alarms_total",
 			Help: "Times miners left the pool while it was suspect for late shares and it then answered them in time, never down.",
-		}, []string{"pool"}),
+		}, []string{"route", "pool"}),
 		FailoverDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "switchyard_failover_duration_seconds",
 			Help:    "Time from the active pool going dark to miners having work from the next one.",
@@ -270,7 +304,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		BlocksFound: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_blocks_found_total",
 			Help: "Shares meeting the network target (block candidates), forwarded to the pool.",
-		}, []string{"pool"}),
+		}, []string{"route", "pool"}),
 		VardiffDifficulty: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "switchyard_miner_difficulty",
 			Help:    "Difficulty given to miners, observed at each retarget.",
@@ -282,16 +316,29 @@ func New(reg prometheus.Registerer) *Metrics {
 		}, []string{"limit"}),
 		ProtocolErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_protocol_errors_total",
-			Help: "Miner lines switchyard could not act on, by kind (malformed, unknown_method, bad_params).",
+			Help: "Miner lines switchyard could not act on, by kind (malformed, unknown_method, bad_params, no_route).",
 		}, []string{"kind"}),
-		poolState:  make(map[string]string),
-		poolReason: make(map[string]string),
-		pools:      make(map[string]bool),
+		RouteMiners: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "switchyard_route_miners",
+			Help: "Miners connected and authorized on the route.",
+		}, []string{"route"}),
+		SplitTarget: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "switchyard_route_split_target_ratio",
+			Help: "The pool's target fraction of its route's credited work: its weight over the weights of the route's serving pools; 1 for a lone serving pool, 0 when not serving.",
+		}, []string{"route", "pool"}),
+		SplitMeasured: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "switchyard_route_split_measured_ratio",
+			Help: "The pool's fraction of its route's credited difficulty since the route's current split began.",
+		}, []string{"route", "pool"}),
+		SplitMoves: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_route_split_moves_total",
+			Help: "Miners moved between the route's pools, with a new job, to hold its split.",
+		}, []string{"route"}),
+		book: newBook(),
 	}
 
 	// Series that exist from the start, so that rate() and alerts see a 0
 	// before the first event.
-	m.Shares.WithLabelValues(ResultAccepted, ReasonNone)
 	for _, l := range limits {
 		m.LimitHits.WithLabelValues(l)
 	}
@@ -307,9 +354,43 @@ func New(reg prometheus.Registerer) *Metrics {
 			m.PoolState, m.PoolStateReason, m.ActivePool, m.PoolLastJob, m.PoolReconnects, m.UpstreamSessions,
 			m.Failovers, m.PoolFalseAlarms, m.FailoverDuration, m.FailbackDuration,
 			m.BlocksFound, m.VardiffDifficulty, m.LimitHits, m.ProtocolErrors,
+			m.RouteMiners, m.SplitTarget, m.SplitMeasured, m.SplitMoves,
 		)
 	}
 	return m
+}
+
+// ForRoute returns a view of m for one route: the same collectors, with
+// every route-labelled vector curried with route, so that its callers
+// label by pool (and result, state, ...) as if there were no routes. The
+// view keeps its own pool states; it registers nothing.
+func (m *Metrics) ForRoute(route string) *Metrics {
+	l := prometheus.Labels{"route": route}
+	v := *m
+	v.book = newBook()
+	v.Route = route
+	v.Shares = m.Shares.MustCurryWith(l)
+	v.Forwarded = m.Forwarded.MustCurryWith(l)
+	v.ForwardedDifficulty = m.ForwardedDifficulty.MustCurryWith(l)
+	v.CreditedDifficulty = m.CreditedDifficulty.MustCurryWith(l)
+	v.PoolVerdicts = m.PoolVerdicts.MustCurryWith(l)
+	v.PoolState = m.PoolState.MustCurryWith(l)
+	v.ActivePool = m.ActivePool.MustCurryWith(l)
+	v.PoolLastJob = m.PoolLastJob.MustCurryWith(l)
+	v.PoolStateReason = m.PoolStateReason.MustCurryWith(l)
+	v.PoolReconnects = m.PoolReconnects.MustCurryWith(l)
+	v.UpstreamSessions = m.UpstreamSessions.MustCurryWith(l)
+	v.Failovers = m.Failovers.MustCurryWith(l)
+	v.PoolFalseAlarms = m.PoolFalseAlarms.MustCurryWith(l)
+	v.BlocksFound = m.BlocksFound.MustCurryWith(l)
+	v.RouteMiners = m.RouteMiners.MustCurryWith(l)
+	v.SplitTarget = m.SplitTarget.MustCurryWith(l)
+	v.SplitMeasured = m.SplitMeasured.MustCurryWith(l)
+	v.SplitMoves = m.SplitMoves.MustCurryWith(l)
+	v.Shares.WithLabelValues(ResultAccepted, ReasonNone)
+	v.RouteMiners.WithLabelValues()
+	v.SplitMoves.WithLabelValues()
+	return &v
 }
 
 // InitPool creates pool's series at zero (state down, not active, no
@@ -406,17 +487,64 @@ func (m *Metrics) SetActivePool(pool string) {
 	}
 }
 
-// ForgetPool deletes every series labeled with pool, for a pool removed from
-// the configuration. Failovers from or to it are kept: they are history.
+// ForgetPool deletes the series labeled with pool, for a pool removed from
+// the configuration: on a route's view (ForRoute) only that route's series,
+// on the root Metrics every route's. The pool's
+// switchyard_pool_submit_duration_seconds, which has no route label, goes
+// with the last route's series of the pool. Failovers from or to it are
+// kept: they are history.
 func (m *Metrics) ForgetPool(pool string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	l := prometheus.Labels{"pool": pool}
-	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
-		m.Forwarded, m.ForwardedDifficulty, m.CreditedDifficulty, m.PoolVerdicts, m.SubmitLatency,
-		m.PoolState, m.PoolStateReason, m.ActivePool, m.PoolLastJob, m.PoolReconnects, m.UpstreamSessions, m.BlocksFound,
-	} {
-		v.DeletePartialMatch(l)
+	vecs := []interface {
+		prometheus.Collector
+		Delete(prometheus.Labels) bool
+		DeletePartialMatch(prometheus.Labels) int
+	}{
+		m.Forwarded, m.ForwardedDifficulty, m.CreditedDifficulty, m.PoolVerdicts,
+		m.PoolState, m.PoolStateReason, m.ActivePool, m.PoolLastJob, m.PoolReconnects, m.UpstreamSessions,
+		m.PoolFalseAlarms, m.BlocksFound, m.SplitTarget, m.SplitMeasured,
+	}
+	// A view's vectors are curried with its route (so currying again fails),
+	// and DeletePartialMatch ignores curried labels: on a view it would
+	// delete every route's series of pool. A view deletes its own series one
+	// by one, by their labels less the curried route.
+	_, err := m.Forwarded.CurryWith(prometheus.Labels{"route": ""})
+	view := err != nil
+	otherRoutes := false
+	for _, v := range vecs {
+		if !view {
+			v.DeletePartialMatch(l)
+			continue
+		}
+		ch := make(chan prometheus.Metric)
+		go func() { v.Collect(ch); close(ch) }()
+		var mine []prometheus.Labels
+		for s := range ch {
+			var d dto.Metric
+			if s.Write(&d) != nil {
+				continue
+			}
+			ls := prometheus.Labels{}
+			for _, p := range d.GetLabel() {
+				ls[p.GetName()] = p.GetValue()
+			}
+			switch {
+			case ls["pool"] != pool:
+			case ls["route"] != m.Route:
+				otherRoutes = true
+			default:
+				delete(ls, "route")
+				mine = append(mine, ls)
+			}
+		}
+		for _, ls := range mine { // after Collect, which holds the vector's lock
+			v.Delete(ls)
+		}
+	}
+	if !otherRoutes {
+		m.SubmitLatency.DeletePartialMatch(l)
 	}
 	delete(m.pools, pool)
 	delete(m.poolState, pool)

@@ -46,9 +46,11 @@ func benchMiner(tb testing.TB, poolDiff float64) (*miner, *laneJob) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	l.publish(lj)
+	f := l.feed(s.routeList()[0], "bench")
+	f.serving.Store(true)
+	f.publish(lj)
 	p, _ := l.allocPrefix()
-	m := &miner{srv: s, scratch: &scratch{}, lane: l, prefix: p, en1: prefixBytes(nil, p, 2), en2Size: 6, subscribed: true, authorized: true,
+	m := &miner{srv: s, scratch: &scratch{}, lane: l, route: s.routeList()[0], routed: true, feed: f, prefix: p, en1: prefixBytes(nil, p, 2), en2Size: 6, subscribed: true, authorized: true,
 		rollingOK: true, minerMask: 0x1fffe000, mask: 0x1fffe000, vdiff: 1e-12, diff: 1e-12, workers: []worker{{name: "rig.1"}}}
 	m.remember(lj, m.diff)
 	return m, lj

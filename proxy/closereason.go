@@ -27,11 +27,12 @@ const (
 	CloseNoProxyHeader  // server.proxy_protocol: the first bytes are no PROXY header
 	CloseBadProxyHeader // server.proxy_protocol: a PROXY header that breaks the protocol
 	ClosePerIPLimit     // the PROXY header named a client over max_connections_per_ip
+	CloseNoRoute        // a reload removed its route and no other takes its worker
 	numCloseReasons
 )
 
 var closeNames = [numCloseReasons]string{"", "eof", "reset", "error", "shutdown", "line_too_long", "slow_reader",
-	"auth_timeout", "all_pools_down", "no_proxy_header", "bad_proxy_header", "max_connections_per_ip"}
+	"auth_timeout", "all_pools_down", "no_proxy_header", "bad_proxy_header", "max_connections_per_ip", "no_route"}
 
 func (r CloseReason) String() string {
 	if r < numCloseReasons {

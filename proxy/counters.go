@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"errors"
-	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -20,23 +19,16 @@ const (
 	limitLine           = metrics.LimitMaxLineBytes
 )
 
-// counters holds metric children resolved once, so the share path does no
-// label lookups.
+// counters holds the server-wide metric children resolved once, so the
+// share path does no label lookups. Share and pool counters are each
+// route's (route.shares, route.pool).
 type counters struct {
-	met    *metrics.Metrics
-	shares struct {
-		accepted prometheus.Counter
-		rejected [stratum.NumReasons]prometheus.Counter
-		lost     [stratum.NumReasons]prometheus.Counter
-	}
+	met       *metrics.Metrics
 	shareDiff prometheus.Counter
 	closed    [numCloseReasons]prometheus.Counter
 	protocol  struct {
-		malformed, unknownMethod, badParams prometheus.Counter
+		malformed, unknownMethod, badParams, noRoute prometheus.Counter
 	}
-
-	mu    sync.RWMutex
-	pools map[string]*poolCounters
 }
 
 type poolCounters struct {
@@ -50,12 +42,7 @@ type poolCounters struct {
 }
 
 func (c *counters) init(m *metrics.Metrics) {
-	c.met, c.pools = m, map[string]*poolCounters{}
-	c.shares.accepted = m.Shares.WithLabelValues("accepted", "")
-	for _, r := range stratum.Reasons() {
-		c.shares.rejected[r] = m.Shares.WithLabelValues("rejected", r.String())
-		c.shares.lost[r] = m.Shares.WithLabelValues("lost", r.String())
-	}
+	c.met = m
 	c.shareDiff = m.ShareDifficulty
 	for _, r := range CloseReasons() {
 		c.closed[r] = m.ConnectionsClosed.WithLabelValues(r.String())
@@ -63,25 +50,14 @@ func (c *counters) init(m *metrics.Metrics) {
 	c.protocol.malformed = m.ProtocolErrors.WithLabelValues(metrics.ProtocolMalformed)
 	c.protocol.unknownMethod = m.ProtocolErrors.WithLabelValues(metrics.ProtocolUnknownMethod)
 	c.protocol.badParams = m.ProtocolErrors.WithLabelValues(metrics.ProtocolBadParams)
+	c.protocol.noRoute = m.ProtocolErrors.WithLabelValues(metrics.ProtocolNoRoute)
 }
 
 func (c *counters) limit(name string) { c.met.LimitHits.WithLabelValues(name).Inc() }
 
-// pool returns the counters of a pool, creating them on first use.
-func (c *counters) pool(name string) *poolCounters {
-	c.mu.RLock()
-	pc := c.pools[name]
-	c.mu.RUnlock()
-	if pc != nil {
-		return pc
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if pc = c.pools[name]; pc != nil {
-		return pc
-	}
-	m := c.met
-	pc = &poolCounters{
+// newPoolCounters resolves a pool's counters in a route's metrics view.
+func newPoolCounters(m *metrics.Metrics, name string) *poolCounters {
+	pc := &poolCounters{
 		forwarded:     m.Forwarded.WithLabelValues(name),
 		forwardedDiff: m.ForwardedDifficulty.WithLabelValues(name),
 		credited:      m.CreditedDifficulty.WithLabelValues(name),
@@ -92,7 +68,6 @@ func (c *counters) pool(name string) *poolCounters {
 	for _, r := range stratum.Reasons() {
 		pc.lost[r] = m.PoolVerdicts.WithLabelValues(name, "lost", r.String())
 	}
-	c.pools[name] = pc
 	return pc
 }
 

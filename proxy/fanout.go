@@ -20,19 +20,34 @@ type pendingSwitch struct {
 	done  func(d time.Duration)
 }
 
-// Publish makes j, from session sess, the current job of lane idx and sends
-// it to every miner of that lane. switched marks the first job after the
-// lane moved to another pool. Older jobs become stale for miners (and the
-// job goes out with clean_jobs=true) when the pool says so, on a switch, on
-// a new connection or extranonce1, and whenever the previous block hash
-// changes, whatever the pool's clean_jobs says. A job that repeats the
-// current one (same id and content, as ckpool re-sends it) changes nothing
-// for miners and is not sent again; with a new difficulty only, it goes
-// out as a new job with clean_jobs=false. Called from the pool side, one
-// call at a time; never blocks on miners.
+// Publish makes j, from session sess, the current job of lane idx for the
+// first route (see route.Publish): the Sink of a server with one route.
 func (s *Server) Publish(idx int, sess *upstream.Session, j *upstream.Job, switched bool) {
+	s.publish(s.routeList()[0], idx, sess, j, switched)
+}
+
+// publish makes j, from session sess, the current job of route r's feed of
+// sess's pool on lane idx and sends it to every miner following that feed.
+// switched marks the first job after the pool started serving. Older jobs
+// of the feed become stale for miners (and the job goes out with
+// clean_jobs=true) when the pool says so, on a switch, on a new connection
+// or extranonce1, and whenever the previous block hash changes, whatever
+// the pool's clean_jobs says. A job that repeats the current one (same id
+// and content, as ckpool re-sends it) changes nothing for miners and is
+// not sent again; with a new difficulty only, it goes out as a new job.
+// Miners of the route left on a pool that stopped serving take it (or
+// another serving pool's work) on the way. Called from the pool side, one
+// call at a time; never blocks on miners.
+func (s *Server) publish(r *route, idx int, sess *upstream.Session, j *upstream.Job, switched bool) {
 	l := s.lane(idx)
-	prev := l.cur.Load()
+	pool := sess.Pool().Name
+	if ss := r.set.Load(); ss == nil || ss.implicit && (switched || ss.weight(pool) == 0) {
+		// A pool side that never names the serving pools (Serve) has the
+		// pool that publishes serve alone.
+		r.serve([]upstream.Share{{Pool: pool, Weight: 1}}, true)
+	}
+	f := l.feed(r, pool)
+	prev := f.cur.Load()
 	if prev != nil && prev.sess == sess && prev.poolJob == j {
 		return // already mining exactly this (e.g. recovered before any change)
 	}
@@ -43,7 +58,7 @@ func (s *Server) Publish(idx int, sess *upstream.Session, j *upstream.Job, switc
 		return
 	}
 	stales := !repeat && (j.Notify.Clean || switched || !sameConn || prev.poolJob.Notify.PrevHash != j.Notify.PrevHash)
-	gen := l.gen.Load()
+	gen := f.gen.Load()
 	if stales {
 		gen++
 	}
@@ -70,19 +85,14 @@ func (s *Server) Publish(idx int, sess *upstream.Session, j *upstream.Job, switc
 		return
 	}
 	lj.stales = stales
-	s.allDown.Store(false)
-	l.publish(lj)
-	s.log.Debug().Str("pool", lj.pool).Int("lane", idx).Str("job_id", lj.idHex).Str("pool_job_id", j.Notify.JobID).
+	r.allDown.Store(false)
+	s.allDownRoutes()
+	f.publish(lj)
+	s.log.Debug().Str("route", r.name).Str("pool", lj.pool).Int("lane", idx).Str("job_id", lj.idHex).Str("pool_job_id", j.Notify.JobID).
 		Bool("clean", lj.clean).Bool("stales", stales).Float64("difficulty", lj.diff).Msg("job")
 
-	s.activeMu.Lock()
-	sw := s.switches[idx]
-	delete(s.switches, idx)
-	s.activeMu.Unlock()
-
-	s.loopsMu.Lock()
-	n := int32(len(s.loops))
-	s.loopsMu.Unlock()
+	sw := r.takeSwitch(idx)
+	n := s.loopCount()
 	lj.unsent.Store(n)
 	if sw != nil {
 		sw.loops.Store(n)
@@ -92,10 +102,10 @@ func (s *Server) Publish(idx int, sess *upstream.Session, j *upstream.Job, switc
 	}
 	fo := &fanout{start: time.Now()}
 	s.eachLoop(func(lp *loop) {
-		if l.cur.Load() != lj {
+		if f.cur.Load() != lj {
 			return // a newer job superseded this one before it went out
 		}
-		sent := lp.fanOut(l, lj)
+		sent := lp.fanOut(f, lj)
 		if sw != nil && sw.loops.Add(-1) == 0 {
 			sw.done(time.Since(sw.since))
 		}
@@ -109,16 +119,24 @@ func (s *Server) Publish(idx int, sess *upstream.Session, j *upstream.Job, switc
 	})
 }
 
-// fanOut writes lj to every mining miner of lane l on this loop and
-// returns how many it reached. The notify line is shared: per miner it is
-// one append to the loop's scratch buffer (plus set_difficulty before a
+// fanOut writes lj to every mining miner following feed f on this loop,
+// and moves there (or to another serving feed with work) the miners of
+// f's route and lane left on a feed that stopped serving. It returns how
+// many miners it reached. The notify line is shared: per miner it is one
+// append to the loop's scratch buffer (plus set_difficulty before a
 // miner's first job) and one write.
-func (lp *loop) fanOut(l *lane, lj *laneJob) int {
+func (lp *loop) fanOut(f *feed, lj *laneJob) int {
 	sent := 0
 	for m := range lp.miners {
-		if m.lane == l && m.mining() {
-			m.sendJob(lj)
+		switch {
+		case !m.mining():
+		case m.feed == f:
+			m.sendJob(lj, false)
 			sent++
+		case m.route == f.route && m.lane == f.lane && (m.feed == nil || !m.feed.serving.Load()):
+			if m.rehome(true) {
+				sent++
+			}
 		}
 	}
 	return sent
@@ -132,27 +150,26 @@ type fanout struct {
 }
 
 // TimeSwitch arranges for done to be called with the time from since until
-// lane idx's next job has been written to all its miners.
+// lane idx's next job has been written to all its miners (the first
+// route's; see route.TimeSwitch).
 func (s *Server) TimeSwitch(idx int, since time.Time, done func(time.Duration)) {
-	s.activeMu.Lock()
-	s.switches[idx] = &pendingSwitch{since: since, done: done}
-	s.activeMu.Unlock()
+	s.routeList()[0].TimeSwitch(idx, since, done)
 }
 
-// AllDown handles "no pool is live": with DisconnectWhenDown every miner is
-// closed so ASICs fall back to their own backup pools; otherwise miners are
-// held on their last job.
-func (s *Server) AllDown() {
-	s.allDown.Store(true)
-	if !s.opts.DisconnectWhenDown {
-		s.log.Warn().Msg("no pool is live: holding miners on their last job")
-		return
+// AllDown handles "no pool is live" for the first route (see route.AllDown).
+func (s *Server) AllDown() { s.routeList()[0].AllDown() }
+
+// Verdict counts a pool's verdict for the first route (see route.Verdict).
+func (s *Server) Verdict(sess *upstream.Session, v *upstream.Verdict) {
+	s.routeList()[0].Verdict(sess, v)
+}
+
+// allDownRoutes sets the server's all-down flag: every route has no live
+// pool.
+func (s *Server) allDownRoutes() {
+	all := true
+	for _, r := range s.routeList() {
+		all = all && r.allDown.Load()
 	}
-	s.log.Warn().Msg("no pool is live: disconnecting miners")
-	s.eachLoop(func(lp *loop) {
-		for m := range lp.miners {
-			m.closeReason = CloseAllPoolsDown
-			_ = m.c.Close()
-		}
-	})
+	s.allDown.Store(all)
 }

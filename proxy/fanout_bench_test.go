@@ -17,8 +17,8 @@ func (c *sinkConn) Write(b []byte) (int, error) { c.bytes += len(b); return len(
 func (c *sinkConn) OutboundBuffered() int       { return 0 }
 func (c *sinkConn) Close() error                { return nil }
 
-// fanoutLoop puts n mining miners on lane l of a loop, writing to sink.
-func fanoutLoop(tb testing.TB, n int) (*loop, *lane, *laneJob, *sinkConn) {
+// fanoutLoop puts n mining miners on a feed of a loop, writing to sink.
+func fanoutLoop(tb testing.TB, n int) (*loop, *feed, *laneJob, *sinkConn) {
 	tb.Helper()
 	m0, lj := benchMiner(tb, 1e15)
 	lp := &loop{miners: map[*miner]struct{}{}, out: make([]byte, 0, 4096)}
@@ -28,11 +28,11 @@ func fanoutLoop(tb testing.TB, n int) (*loop, *lane, *laneJob, *sinkConn) {
 		if !ok {
 			tb.Fatal("lane full")
 		}
-		m := &miner{srv: m0.srv, c: sink, loop: lp, lane: m0.lane, prefix: p, en1: prefixBytes(nil, p, 2), en2Size: 6,
+		m := &miner{srv: m0.srv, c: sink, loop: lp, lane: m0.lane, route: m0.route, routed: true, feed: m0.feed, prefix: p, en1: prefixBytes(nil, p, 2), en2Size: 6,
 			subscribed: true, authorized: true, vdiff: 1e-12, diff: 1e-12}
 		lp.miners[m] = struct{}{}
 	}
-	return lp, m0.lane, lj, sink
+	return lp, m0.feed, lj, sink
 }
 
 // BenchmarkFanout measures one job written to 1,000 miners of an event

@@ -217,8 +217,10 @@ func (s *Server) Prepare(lanes int, jobSeq, minerSeq uint64) {
 		return
 	}
 	s.lane(lanes - 1)
-	if s.up != nil {
-		s.up.Lanes(lanes)
+	for _, r := range s.routeList() {
+		if up := r.upstream(); up != nil {
+			up.Lanes(lanes)
+		}
 	}
 }
 
@@ -234,7 +236,12 @@ func (s *Server) LanesReady(n int) bool {
 		return false
 	}
 	for _, l := range s.lanes[:n] {
-		if l.cur.Load() == nil {
+		for _, r := range s.routeList() {
+			if r.set.Load() != nil && !r.hasWork(l) {
+				return false
+			}
+		}
+		if l.anyJob() == nil {
 			return false
 		}
 	}
@@ -433,34 +440,36 @@ func (s *Server) openAdopted(c gnet.Conn, ad *adoption) ([]byte, gnet.Action) {
 	s.conns.Add(1)
 	s.met.MinersConnected.Inc()
 	m.vdStart = time.Now()
-	if ad.takeBack || !m.mining() {
+	if m.authorized && len(m.workers) > 0 {
+		// The route is matched again: this process's routes may differ.
+		r, ok := s.matchRoute(m.listener, m.workers[0].name)
+		if !ok {
+			r = s.routeList()[0]
+		}
+		m.route, m.routed = r, true
+		r.join()
+	}
+	if m.route == nil || ad.takeBack || !m.mining() {
+		if m.route == nil && m.mining() {
+			m.route = s.routeList()[0]
+		}
+		if ad.takeBack && m.lane != nil {
+			m.feed = m.route.pick(m.lane) // its jobs came from this process: the next fan-out reaches it
+		}
 		return nil, gnet.None
 	}
-	if s.opts.PerWorker && s.up != nil {
+	if up := m.route.upstream(); m.route.perWorker && up != nil {
 		for _, w := range m.workers {
-			s.up.Authorize(m.lane.idx, w.upstream)
+			up.Authorize(m.lane.idx, w.upstream)
 		}
 	}
-	lj := m.lane.cur.Load()
-	if lj == nil {
+	f := m.route.pick(m.lane)
+	if f == nil {
 		return nil, gnet.None // the lane's first job reaches it by the fan-out
 	}
+	m.feed = f
 	// The first job from this process drops the work of the old one's.
-	out := m.appendJob(nil, lj)
-	if !lj.clean {
-		out = cleanNotify(out)
-	}
-	return out, gnet.None
-}
-
-// cleanNotify turns the mining.notify ending out into one with
-// clean_jobs=true (out ends with the notify line; see stratum.Notify).
-func cleanNotify(out []byte) []byte {
-	const tail, clean = `",false]}` + "\n", `",true]}` + "\n"
-	if n := len(out) - len(tail); n >= 0 && string(out[n:]) == tail {
-		return append(out[:n], clean...)
-	}
-	return out
+	return m.appendJob(nil, f.cur.Load(), true), gnet.None
 }
 
 // reserve marks prefix p in use: a miner arrived with it.
@@ -475,12 +484,16 @@ func (l *lane) reserve(p uint32) {
 		l.next = uint64(p) + 1
 		return
 	}
-	for _, list := range []*[]uint32{&l.free, &l.cooling} {
-		for i, q := range *list {
-			if q == p {
-				*list = append((*list)[:i], (*list)[i+1:]...)
-				return
-			}
+	for i, q := range l.free {
+		if q == p {
+			l.free = append(l.free[:i], l.free[i+1:]...)
+			return
+		}
+	}
+	for i, c := range l.cooling {
+		if c.prefix == p {
+			l.cooling = append(l.cooling[:i], l.cooling[i+1:]...)
+			return
 		}
 	}
 }

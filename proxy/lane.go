@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -16,9 +17,10 @@ import (
 // A lane is one extranonce space. Each miner of a lane owns a prefix p of
 // P bytes as its extranonce1; on every pool, lane k is served by that pool's
 // k-th upstream session, whose extranonce1 E is folded into the coinbase
-// sent to miners. Moving a lane to another pool is therefore just a new job.
+// sent to miners. Moving a miner to another pool is therefore just a new
+// job: one from another feed of the lane (see feed), each pool's own.
 //
-// A lane keeps only its current job; each miner keeps the jobs it was sent
+// A feed keeps only its current job; each miner keeps the jobs it was sent
 // (see miner.sent), so how many lanes are open never shortens any miner's
 // job history.
 type lane struct {
@@ -28,16 +30,91 @@ type lane struct {
 
 	mu       sync.Mutex
 	next     uint64   // next never-used prefix
-	free     []uint32 // prefixes released before the last clean job
-	cooling  []uint32 // released since the last clean job (quarantined)
+	free     []uint32 // prefixes released and out of quarantine
+	cooling  []cooling
 	capacity uint64
 	inUse    int
 
-	seq *atomic.Uint64 // global job id counter (shared by all lanes)
-	cur atomic.Pointer[laneJob]
-	// gen counts the lane's clean jobs: a job of an older generation is
-	// stale for miners.
-	gen atomic.Uint64
+	seq   *atomic.Uint64 // global job id counter (shared by all lanes)
+	feeds atomic.Pointer[[]*feed]
+}
+
+// cooling is a released prefix in quarantine: until every feed that was
+// serving when it was released has sent a clean job, a new miner given it
+// could repeat the old miner's work on the same job, and the pool would
+// see duplicates.
+type cooling struct {
+	prefix uint32
+	feeds  []feedGen
+}
+
+type feedGen struct {
+	f   *feed
+	gen uint64
+}
+
+// feed returns the lane's feed of pool for route r, creating it on first
+// use.
+func (l *lane) feed(r *route, pool string) *feed {
+	if fs := l.feeds.Load(); fs != nil {
+		for _, f := range *fs {
+			if f.route == r && f.pool == pool {
+				return f
+			}
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var fs []*feed
+	if p := l.feeds.Load(); p != nil {
+		fs = *p
+	}
+	for _, f := range fs {
+		if f.route == r && f.pool == pool {
+			return f
+		}
+	}
+	f := &feed{route: r, pool: pool, lane: l}
+	if r != nil {
+		f.serving.Store(r.set.Load().weight(pool) > 0) // a lane opened after the route's Serve
+	}
+	next := append(slices.Clone(fs), f)
+	l.feeds.Store(&next)
+	return f
+}
+
+// routeFeeds returns the lane's feeds of route r.
+func (l *lane) routeFeeds(r *route) []*feed {
+	p := l.feeds.Load()
+	if p == nil {
+		return nil
+	}
+	var out []*feed
+	for _, f := range *p {
+		if f.route == r {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// anyJob returns a current job of the lane, from a serving feed when there
+// is one (for status and handover checks).
+func (l *lane) anyJob() *laneJob {
+	p := l.feeds.Load()
+	if p == nil {
+		return nil
+	}
+	var some *laneJob
+	for _, f := range *p {
+		if lj := f.cur.Load(); lj != nil {
+			if f.serving.Load() {
+				return lj
+			}
+			some = lj
+		}
+	}
+	return some
 }
 
 func newLane(idx, prefixN, en2N int, seq *atomic.Uint64) *lane {
@@ -72,14 +149,48 @@ func (l *lane) allocPrefix() (uint32, bool) {
 // connect floods) cannot use up the lane and make switchyard open more
 // upstream sessions.
 func (l *lane) releasePrefix(p uint32, worked bool) {
-	l.mu.Lock()
+	var snap []feedGen
 	if worked {
-		l.cooling = append(l.cooling, p)
+		if fs := l.feeds.Load(); fs != nil {
+			for _, f := range *fs {
+				if f.serving.Load() {
+					snap = append(snap, feedGen{f, f.gen.Load()})
+				}
+			}
+		}
+	}
+	l.mu.Lock()
+	if len(snap) > 0 {
+		l.cooling = append(l.cooling, cooling{prefix: p, feeds: snap})
 	} else {
 		l.free = append(l.free, p)
 	}
 	l.inUse--
 	l.mu.Unlock()
+}
+
+// thaw frees the quarantined prefixes whose feeds have all sent a clean
+// job since, or stopped serving.
+func (l *lane) thaw() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	keep := l.cooling[:0]
+	for _, c := range l.cooling {
+		cold := true
+		for _, fg := range c.feeds {
+			if fg.f.serving.Load() && fg.f.gen.Load() <= fg.gen {
+				cold = false
+				break
+			}
+		}
+		if cold {
+			l.free = append(l.free, c.prefix)
+		} else {
+			keep = append(keep, c)
+		}
+	}
+	clear(l.cooling[len(keep):])
+	l.cooling = keep
 }
 
 // laneJob is one job as a lane's miners see it: the pool job with the
@@ -88,7 +199,8 @@ func (l *lane) releasePrefix(p uint32, worked bool) {
 type laneJob struct {
 	id       uint64
 	idHex    string
-	gen      uint64 // the lane's generation it belongs to
+	gen      uint64 // the feed's generation it belongs to
+	feed     *feed
 	sess     *upstream.Session
 	pool     string
 	poolJob  *upstream.Job  // the pool's job it was built from
@@ -105,6 +217,7 @@ type laneJob struct {
 	// very same notify line.
 	job  *stratum.Job
 	line []byte // the encoded mining.notify, shared by every miner
+	alt  []byte // the same with clean_jobs the other way (see miner.sendJob)
 	pad  int
 }
 
@@ -151,6 +264,8 @@ func (l *lane) buildJob(sess *upstream.Session, up *upstream.Job, clean bool, ge
 		return nil, err
 	}
 	lj.job, lj.line = job, n.AppendJSON(nil)
+	n.Clean = !clean
+	lj.alt = n.AppendJSON(nil)
 	return lj, nil
 }
 
@@ -175,30 +290,17 @@ func sameWork(a, b *stratum.Notify) bool {
 	return true
 }
 
-// publish makes lj the lane's current job; one that makes older jobs stale
-// starts a new generation and frees the quarantined prefixes.
-func (l *lane) publish(lj *laneJob) {
+// publish makes lj the feed's current job; one that makes older jobs stale
+// starts a new generation and may free quarantined prefixes.
+func (f *feed) publish(lj *laneJob) {
+	lj.feed = f
 	if lj.stales {
-		l.gen.Store(lj.gen)
-		l.mu.Lock()
-		l.free = append(l.free, l.cooling...)
-		l.cooling = l.cooling[:0]
-		l.mu.Unlock()
+		f.gen.Store(lj.gen)
 	}
-	l.cur.Store(lj)
-}
-
-// stale reports why a share on lj cannot count for miners any more:
-// ReasonStale after a newer clean job, ReasonPoolSwitched when that job
-// came from another pool, ReasonNone while lj is current work.
-func (l *lane) stale(lj *laneJob) stratum.Reason {
-	if lj.gen >= l.gen.Load() {
-		return stratum.ReasonNone
+	f.cur.Store(lj)
+	if lj.stales {
+		f.lane.thaw()
 	}
-	if cur := l.cur.Load(); cur != nil && cur.pool != lj.pool {
-		return stratum.ReasonPoolSwitched
-	}
-	return stratum.ReasonStale
 }
 
 // parseJobID reads a switchyard job id (lowercase hex, no leading zeros

@@ -43,22 +43,24 @@ func TestLanePrefixes(t *testing.T) {
 	if p, ok := l.allocPrefix(); !ok || p != 7 {
 		t.Fatalf("an idle prefix was not free at once: %d %v", p, ok)
 	}
+	s := testSession("p")
+	f := l.feed(&route{}, "p")
+	f.serving.Store(true)
 	l.releasePrefix(9, true)
 	if _, ok := l.allocPrefix(); ok {
 		t.Fatal("a prefix that carried shares was reused before a clean job")
 	}
-	s := testSession("p")
-	lj, err := l.buildJob(s, testPoolJob(t, "a", 4, 1), false, l.gen.Load(), 0)
+	lj, err := l.buildJob(s, testPoolJob(t, "a", 4, 1), false, f.gen.Load(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.publish(lj) // does not make older jobs stale: still quarantined
+	f.publish(lj) // does not make older jobs stale: still quarantined
 	if _, ok := l.allocPrefix(); ok {
 		t.Fatal("a prefix was freed by a job that kept older ones valid")
 	}
-	lj, _ = l.buildJob(s, testPoolJob(t, "b", 4, 1), true, l.gen.Load()+1, 0)
+	lj, _ = l.buildJob(s, testPoolJob(t, "b", 4, 1), true, f.gen.Load()+1, 0)
 	lj.stales = true
-	l.publish(lj)
+	f.publish(lj)
 	if p, ok := l.allocPrefix(); !ok || p != 9 {
 		t.Fatalf("the quarantined prefix was not freed by a job that made older ones stale: %d %v", p, ok)
 	}
@@ -98,31 +100,44 @@ func TestLaneJobLayout(t *testing.T) {
 	}
 }
 
-// TestLaneStale: a job of an older generation is stale, and called
-// pool_switched when the lane moved to another pool since.
+// TestLaneStale: a job of an older generation of its feed is stale, and
+// called pool_switched once its pool stopped serving; a job of another
+// pool's feed stays valid while both serve (a split).
 func TestLaneStale(t *testing.T) {
 	var seq atomic.Uint64
 	l := newLane(0, 2, 2, &seq)
+	r := &route{}
+	fa, fb := l.feed(r, "a"), l.feed(r, "b")
+	fa.serving.Store(true)
+	fb.serving.Store(true)
 	a, b := testSession("a"), testSession("b")
 	j1, _ := l.buildJob(a, testPoolJob(t, "1", 8, 1), true, 1, 0)
 	j1.stales = true
-	l.publish(j1)
+	fa.publish(j1)
 	j2, _ := l.buildJob(a, testPoolJob(t, "2", 8, 1), false, 1, 0)
-	l.publish(j2)
-	if r := l.stale(j1); r != stratum.ReasonNone {
+	fa.publish(j2)
+	if r := fa.stale(j1); r != stratum.ReasonNone {
 		t.Fatalf("job of the current generation: %v", r)
 	}
 	j3, _ := l.buildJob(a, testPoolJob(t, "3", 8, 1), true, 2, 0)
 	j3.stales = true
-	l.publish(j3)
-	if r := l.stale(j1); r != stratum.ReasonStale {
+	fa.publish(j3)
+	if r := fa.stale(j1); r != stratum.ReasonStale {
 		t.Fatalf("job of an older generation: %v, want stale", r)
 	}
-	j4, _ := l.buildJob(b, testPoolJob(t, "x", 8, 1), true, 3, 0)
+	j4, _ := l.buildJob(b, testPoolJob(t, "x", 8, 1), true, 1, 0)
 	j4.stales = true
-	l.publish(j4)
-	if r := l.stale(j3); r != stratum.ReasonPoolSwitched {
+	fb.publish(j4)
+	if r := fa.stale(j3); r != stratum.ReasonNone {
+		t.Fatalf("job of a pool still serving beside another: %v", r)
+	}
+	fa.serving.Store(false)
+	fa.gen.Add(1)
+	if r := fa.stale(j3); r != stratum.ReasonPoolSwitched {
 		t.Fatalf("job of the pool miners left: %v, want pool_switched", r)
+	}
+	if fa == l.feed(r, "a") == false || l.feed(&route{}, "a") == fa {
+		t.Fatal("feeds are one per route and pool")
 	}
 }
 

@@ -39,10 +39,19 @@ type miner struct {
 	authorized bool
 	userAgent  string
 	lane       *lane
-	prefix     uint32
-	en1        []byte // the prefix as bytes: the miner's extranonce1
-	en2Size    int    // M: fixed for the connection's life
-	en2Sub     bool   // sent mining.extranonce.subscribe
+	// listener is the index of the listener it connected to; route is its
+	// route (known at connect when the listener has one, else at its
+	// first authorize), routed set once it counts among the route's
+	// miners, and feed the pool's job stream it follows (nil: none with
+	// work yet).
+	listener int
+	route    *route
+	routed   bool
+	feed     *feed
+	prefix   uint32
+	en1      []byte // the prefix as bytes: the miner's extranonce1
+	en2Size  int    // M: fixed for the connection's life
+	en2Sub   bool   // sent mining.extranonce.subscribe
 
 	rollingOK bool   // mining.configure agreed version rolling
 	minerMask uint32 // the mask the miner asked for
@@ -64,6 +73,7 @@ type miner struct {
 	sent   [sentJobs]sentJob
 	sentAt int // index of the newest
 
+	est      hashEst // measured hashrate, for the split (split.go)
 	vdStart  time.Time
 	vdShares int
 	vdLooks  int // retarget looks at the current window (see retarget)
@@ -72,7 +82,7 @@ type miner struct {
 	rateCount int
 
 	dedup    stratum.Dedup
-	dedupGen uint64 // lane generation the dedup set belongs to
+	dedupGen uint64 // generation of its feed the dedup set belongs to
 
 	accepted  uint64 // valid shares, answered true (lost ones included)
 	rejected  uint64
@@ -127,7 +137,7 @@ func (m *miner) handle(out, line []byte) []byte {
 			// share vanishes uncounted.
 			m.rejected++
 			m.books.reject(stratum.ReasonMalformed)
-			m.srv.ctr.shares.rejected[stratum.ReasonMalformed].Inc()
+			m.shares().rejected[stratum.ReasonMalformed].Inc()
 		}
 		return stratum.AppendError(out, nil, stratum.CodeOther, "Malformed JSON-RPC")
 	}
@@ -201,13 +211,26 @@ func (m *miner) authorize(out, id []byte) []byte {
 	if len(m.workers) >= maxWorkersPerConn {
 		return stratum.AppendError(out, id, stratum.CodeUnauthorized, "Too many workers")
 	}
+	if !m.routed {
+		r := m.route
+		if r == nil {
+			var ok bool
+			if r, ok = m.srv.matchRoute(m.listener, user); !ok {
+				m.srv.ctr.protocol.noRoute.Inc()
+				m.srv.log.Warn().Str("remote", m.remote).Str("worker", user).Msg("no route for worker: authorize refused")
+				return stratum.AppendError(out, id, stratum.CodeUnauthorized, "No route for worker")
+			}
+		}
+		m.route, m.routed = r, true
+		r.join()
+	}
 	w := worker{name: user}
 	known := false
 	for _, x := range m.workers {
 		known = known || x.name == user
 	}
 	if !known {
-		if m.srv.opts.PerWorker {
+		if m.route.perWorker {
 			w.upstream = workerSuffix(user)
 		}
 		w.series = m.srv.opts.Workers.Get(user)
@@ -219,8 +242,10 @@ func (m *miner) authorize(out, id []byte) []byte {
 	if first {
 		m.srv.log.Info().Str("remote", m.remote).Str("worker", user).Str("agent", m.userAgent).Msg("miner authorized")
 	}
-	if m.srv.opts.PerWorker && !known && m.lane != nil && m.srv.up != nil {
-		m.srv.up.Authorize(m.lane.idx, w.upstream)
+	if m.route.perWorker && !known && m.lane != nil {
+		if up := m.route.upstream(); up != nil {
+			up.Authorize(m.lane.idx, w.upstream)
+		}
 	}
 	if first && m.subscribed {
 		out = m.startMining(out)
@@ -244,16 +269,47 @@ func workerSuffix(name string) string {
 // startMining sends the difficulty and the current job right after the
 // miner is both subscribed and authorized.
 func (m *miner) startMining(out []byte) []byte {
-	if m.srv.opts.PerWorker && m.srv.up != nil {
+	if up := m.route.upstream(); m.route.perWorker && up != nil {
 		for _, w := range m.workers {
-			m.srv.up.Authorize(m.lane.idx, w.upstream)
+			up.Authorize(m.lane.idx, w.upstream)
 		}
 	}
 	m.vdStart = time.Now()
-	if lj := m.lane.cur.Load(); lj != nil {
-		out = m.appendJob(out, lj)
+	if f := m.route.pick(m.lane); f != nil {
+		m.feed = f
+		out = m.appendJob(out, f.cur.Load(), false)
 	}
 	return out
+}
+
+// rehome moves the miner to a serving feed of its route with work,
+// chosen by weight (route.pick), and sends that feed's job: with
+// clean_jobs=true when clean (the work in hand is for a pool that no
+// longer serves). It reports whether the miner got work.
+func (m *miner) rehome(clean bool) bool {
+	f := m.route.pick(m.lane)
+	if f == nil {
+		return false
+	}
+	m.moveTo(f, clean)
+	return true
+}
+
+// moveTo makes the miner follow feed f and sends f's current job.
+func (m *miner) moveTo(f *feed, clean bool) {
+	m.feed = f
+	if lj := f.cur.Load(); lj != nil {
+		m.sendJob(lj, clean)
+	}
+}
+
+// shares returns the share counters of the miner's route (or of miners
+// with none yet).
+func (m *miner) shares() *shareCounters {
+	if m.route != nil {
+		return &m.route.shares
+	}
+	return &m.srv.unrouted
 }
 
 func (m *miner) configure(out, id []byte) []byte {
@@ -289,8 +345,13 @@ func (m *miner) configure(out, id []byte) []byte {
 // poolMask is the version-rolling mask of the pool currently serving the
 // miner's lane, or the BIP320 default before any pool was reached.
 func (m *miner) poolMask() uint32 {
+	if m.feed != nil {
+		if lj := m.feed.cur.Load(); lj != nil {
+			return lj.poolJob.VersionMask
+		}
+	}
 	if m.lane != nil {
-		if lj := m.lane.cur.Load(); lj != nil {
+		if lj := m.lane.anyJob(); lj != nil {
 			return lj.poolJob.VersionMask
 		}
 	}
@@ -387,8 +448,9 @@ func (m *miner) sentJob(idHex []byte) (*sentJob, stratum.Reason) {
 // appendJob appends what the miner needs to work on lj: its difficulty
 // when it changes (never above the pool's difficulty for lj), the
 // version-rolling mask when the pool's differs from the one the miner
-// has (narrowed or widened, BIP310), and the job line itself.
-func (m *miner) appendJob(out []byte, lj *laneJob) []byte {
+// has (narrowed or widened, BIP310), and the job line itself, with
+// clean_jobs=true when clean whatever lj says.
+func (m *miner) appendJob(out []byte, lj *laneJob, clean bool) []byte {
 	if d := min(m.vdiff, lj.diff); d != m.diff {
 		out = m.sendDiff(out, d)
 	}
@@ -400,16 +462,20 @@ func (m *miner) appendJob(out []byte, lj *laneJob) []byte {
 	}
 	m.remember(lj, m.diff)
 	m.lastJob = lj
+	if clean && !lj.clean {
+		return append(out, lj.alt...)
+	}
 	return append(out, lj.line...)
 }
 
-// sendJob writes lj to the miner from a fan-out on its loop.
-func (m *miner) sendJob(lj *laneJob) {
+// sendJob writes lj to the miner from a fan-out on its loop (see
+// appendJob for clean).
+func (m *miner) sendJob(lj *laneJob, clean bool) {
 	if m.closeReason != closeNone {
 		return // closing (gnet closes asynchronously): write and count nothing more
 	}
 	lp := m.loop
-	out := m.appendJob(lp.out[:0], lj)
+	out := m.appendJob(lp.out[:0], lj, clean)
 	_, _ = m.c.Write(out)
 	lp.out = out[:0]
 	if m.closeReason != closeNone || !m.checkBacklog() {
@@ -479,7 +545,6 @@ func (m *miner) retarget(now time.Time) {
 // submit validates a share, answers it, and forwards it when it meets the
 // pool's difficulty (a block candidate always).
 func (m *miner) submit(out, id []byte) []byte {
-	ctr := &m.srv.ctr
 	if !m.subscribed {
 		return m.reject(out, id, stratum.ReasonNotSubscribed)
 	}
@@ -487,7 +552,7 @@ func (m *miner) submit(out, id []byte) []byte {
 		return m.reject(out, id, stratum.ReasonNotAuthorized)
 	}
 	if !m.underRate() {
-		ctr.limit(limitSubmitRate)
+		m.srv.ctr.limit(limitSubmitRate)
 		return m.reject(out, id, stratum.ReasonRateLimited)
 	}
 	sub := &m.sub
@@ -520,7 +585,7 @@ func (m *miner) submit(out, id []byte) []byte {
 	if block {
 		m.srv.log.Warn().Str("pool", lj.pool).Str("worker", w.name).Str("hash", m.res.Hash.String()).
 			Str("job_id", lj.idHex).Bool("forwarded", fwd).Str("miner_verdict", why.String()).Msg("BLOCK CANDIDATE")
-		m.srv.ctr.pool(lj.pool).blocks.Inc()
+		lj.feed.route.pool(lj.pool).blocks.Inc()
 	}
 	m.count(w, e.diff, lost)
 	if ev := m.srv.log.Debug(); ev.Enabled() {
@@ -568,12 +633,14 @@ func (m *miner) check(e *sentJob, sub *stratum.Submit) (stratum.Reason, bool) {
 		// on test networks.)
 		return reasonOf(err), false
 	}
-	if why := m.lane.stale(e.lj); why != stratum.ReasonNone {
+	if why := e.lj.feed.stale(e.lj); why != stratum.ReasonNone {
 		return why, block
 	}
-	if gen := m.lane.gen.Load(); gen != m.dedupGen {
-		m.dedup.Reset()
-		m.dedupGen = gen
+	if f := e.lj.feed; f == m.feed {
+		if gen := f.gen.Load(); gen != m.dedupGen {
+			m.dedup.Reset()
+			m.dedupGen = gen
+		}
 	}
 	if m.dedup.Seen(&m.res.Hash) {
 		return stratum.ReasonDuplicate, false
@@ -584,19 +651,19 @@ func (m *miner) check(e *sentJob, sub *stratum.Submit) (stratum.Reason, bool) {
 // count books an accepted share judged at diff; lost is why its forward
 // failed (ReasonNone: it did not, or it was not forwarded).
 func (m *miner) count(w *worker, diff float64, lost stratum.Reason) {
-	ctr := &m.srv.ctr
+	ctr := m.shares()
 	m.accepted++
 	m.diffSum += diff
 	m.lastShare = time.Now()
 	w.series.Accepted(diff, m.lastShare)
 	m.vdShares++
 	if lost != stratum.ReasonNone {
-		ctr.shares.lost[lost].Inc()
+		ctr.lost[lost].Inc()
 		m.books.lose(lost)
 	} else {
-		ctr.shares.accepted.Inc()
+		ctr.accepted.Inc()
 	}
-	ctr.shareDiff.Add(diff)
+	m.srv.ctr.shareDiff.Add(diff)
 }
 
 // earlyRetarget raises the difficulty of a miner far above the target
@@ -642,7 +709,7 @@ func (m *miner) forward(lj *laneJob, w *worker, sub *stratum.Submit) (bool, stra
 	n += copy(us.Extranonce2[n:], m.en1)
 	n += copy(us.Extranonce2[n:], sub.Extranonce2)
 	us.Extranonce2Len = uint8(n)
-	pc := m.srv.ctr.pool(lj.pool)
+	pc := lj.feed.route.pool(lj.pool)
 	m.srv.inflight.Add(1)
 	if err := lj.sess.Submit(&us); err != nil {
 		m.srv.inflight.Add(-1)
@@ -675,7 +742,7 @@ func (m *miner) reject(out, id []byte, r stratum.Reason) []byte {
 	} else if len(m.workers) > 0 {
 		m.workers[0].series.Rejected() // the share named no known worker
 	}
-	m.srv.ctr.shares.rejected[r].Inc()
+	m.shares().rejected[r].Inc()
 	if e := m.srv.log.Debug(); e.Enabled() {
 		e.Str("worker", m.workerName()).Str("reason", r.String()).Msg("share rejected")
 	}

@@ -10,10 +10,28 @@ import (
 
 // Options configure a Server. cmd/switchyard fills them from config.
 type Options struct {
-	Listen               string // host:port for miners
-	EventLoops           int    // 0: one per CPU
-	MaxConnections       int    // 0: no limit
-	MaxConnectionsPerIP  int    // 0: no limit
+	Listen string // host:port for miners
+	// Listeners, when set, are several host:port for miners, Listen
+	// ignored. A connection is told apart by its local address.
+	Listeners []string
+	// Routes are the routes miners are matched to, each served by its own
+	// pool manager (Server.SetRouteUpstream, Server.Sink); none is one
+	// route, metrics.DefaultRoute, with PerWorker.
+	Routes []RouteOptions
+	// ListenerRoute[i], when 0 or more, is the one route every miner of
+	// listener i takes; -1 (or missing) leaves it to Route at authorize.
+	ListenerRoute []int
+	// Route matches a miner to a route (an index into Routes) by its
+	// listener (an index into Listeners) and its worker name, at its first
+	// mining.authorize; false refuses the worker. nil: ListenerRoute, then
+	// the first route.
+	Route func(listener int, worker string) (int, bool)
+	// SplitEvery is how often the split of a route across pools is looked
+	// at and miners moved to hold it; default 5s.
+	SplitEvery           time.Duration
+	EventLoops           int // 0: one per CPU
+	MaxConnections       int // 0: no limit
+	MaxConnectionsPerIP  int // 0: no limit
 	MaxLineBytes         int
 	AuthTimeout          time.Duration // subscribe+authorize deadline
 	MaxSubmitsPerSecond  int           // per connection; 0: no limit
@@ -37,7 +55,16 @@ type Options struct {
 	Version string           // reported to client.get_version and in logs
 }
 
+// RouteOptions configure one route.
+type RouteOptions struct {
+	Name      string // the route label of its metrics
+	PerWorker bool   // worker_mode = "per-worker"
+}
+
 func (o *Options) setDefaults() {
+	if o.SplitEvery <= 0 {
+		o.SplitEvery = 5 * time.Second
+	}
 	if o.MaxLineBytes <= 0 {
 		o.MaxLineBytes = 8192
 	}

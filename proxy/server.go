@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,7 +33,6 @@ import (
 
 	"switchyard/metrics"
 	"switchyard/stratum"
-	"switchyard/upstream"
 )
 
 // Upstream is what the proxy asks of the pool side.
@@ -52,7 +52,13 @@ type Server struct {
 	log  zerolog.Logger
 	met  *metrics.Metrics
 	ctr  counters
-	up   Upstream
+	// routes are the routes miners are matched to (Options.Routes);
+	// unrouted counts the shares of miners not matched yet.
+	table     atomic.Pointer[routeTable]
+	pendingMu sync.Mutex
+	pending   map[string]*route // routes added by NewRoute, not yet in force
+	unrouted  shareCounters
+	bound     []net.Addr // the listeners' addresses, once listening
 
 	eng     gnet.Engine
 	addr    string
@@ -77,9 +83,6 @@ type Server struct {
 	ipMu  sync.Mutex
 	perIP map[string]int
 
-	activeMu sync.Mutex
-	switches map[int]*pendingSwitch // lane -> switch awaiting its first fan-out
-
 	ho handover // see handover.go
 }
 
@@ -99,17 +102,20 @@ func New(opts Options, up Upstream) *Server {
 		opts.Metrics = metrics.New(prometheus.NewRegistry())
 	}
 	s := &Server{
-		opts:     opts,
-		log:      opts.Log.With().Str("component", "proxy").Logger(),
-		met:      opts.Metrics,
-		up:       up,
-		started:  make(chan struct{}),
-		stopped:  make(chan struct{}),
-		loops:    map[gnet.EventLoop]*loop{},
-		perIP:    map[string]int{},
-		switches: map[int]*pendingSwitch{},
+		opts:    opts,
+		log:     opts.Log.With().Str("component", "proxy").Logger(),
+		met:     opts.Metrics,
+		started: make(chan struct{}),
+		stopped: make(chan struct{}),
+		loops:   map[gnet.EventLoop]*loop{},
+		perIP:   map[string]int{},
 	}
 	s.ctr.init(s.met)
+	s.unrouted.init(s.met.ForRoute(""))
+	s.table.Store(s.newTable(nil, opts.Routes, opts.ListenerRoute, opts.Route))
+	if up != nil {
+		s.SetRouteUpstream(0, up)
+	}
 	vd := opts.Vardiff
 	s.vd.Store(&vd)
 	return s
@@ -119,6 +125,7 @@ func New(opts Options, up Upstream) *Server {
 // returns once every miner connection is closed.
 func (s *Server) Serve(ctx context.Context) error {
 	go s.sweepLoop(ctx)
+	go s.splitLoop(ctx)
 	go func() {
 		<-ctx.Done()
 		_ = s.Stop(context.Background())
@@ -138,13 +145,28 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.opts.EventLoops > 0 {
 		opts = append(opts, gnet.WithNumEventLoop(s.opts.EventLoops))
 	}
-	opts, proto := s.serveOptions(opts, "tcp://"+s.opts.Listen)
-	err := gnet.Run(s, proto, opts...)
+	var err error
+	if ls := s.listeners(); len(ls) > 1 && !s.ho.enabled.Load() {
+		protos := make([]string, len(ls))
+		for i, l := range ls {
+			protos[i] = "tcp://" + l
+		}
+		err = gnet.Rotate(s, protos, opts...)
+	} else {
+		var proto string
+		opts, proto = s.serveOptions(opts, "tcp://"+ls[0])
+		err = gnet.Run(s, proto, opts...)
+	}
 	close(s.stopped)
 	select {
 	case <-s.started:
 	default:
-		err = listenError(s.opts.Listen, err)
+		for _, l := range s.listeners() {
+			if e := listenError(l, err); e != err {
+				err = fmt.Errorf("%s: %w", l, e)
+				break
+			}
+		}
 		s.runErr = err
 		close(s.started) // failed before boot: unblock Ready
 	}
@@ -222,26 +244,100 @@ func (s *Server) InFlight() int64 { return s.inflight.Load() }
 // Miners returns the number of connected miners.
 func (s *Server) Miners() int { return int(s.conns.Load()) }
 
+// listeners returns the addresses miners connect to.
+func (s *Server) listeners() []string {
+	if len(s.opts.Listeners) > 0 {
+		return s.opts.Listeners
+	}
+	return []string{s.opts.Listen}
+}
+
 // OnBoot implements gnet.EventHandler.
 func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 	s.eng = eng
-	s.addr = s.opts.Listen
-	if fd, err := eng.Dup(); err == nil {
+	ls := s.listeners()
+	s.bound = make([]net.Addr, len(ls))
+	for i, l := range ls {
+		fd, err := eng.Dup()
+		if len(ls) > 1 {
+			fd, err = eng.DupListener("tcp", l)
+		}
+		s.bound[i] = &net.TCPAddr{}
+		if err != nil {
+			continue
+		}
 		if sa, err := unix.Getsockname(fd); err == nil {
 			if in4, ok := sa.(*unix.SockaddrInet4); ok {
-				s.addr = (&net.TCPAddr{IP: net.IP(in4.Addr[:]), Port: in4.Port}).String()
+				s.bound[i] = &net.TCPAddr{IP: net.IP(in4.Addr[:]), Port: in4.Port}
 			} else if in6, ok := sa.(*unix.SockaddrInet6); ok {
-				s.addr = (&net.TCPAddr{IP: net.IP(in6.Addr[:]), Port: in6.Port}).String()
+				s.bound[i] = &net.TCPAddr{IP: net.IP(in6.Addr[:]), Port: in6.Port}
 			}
 		}
 		_ = unix.Close(fd)
 	}
+	s.addr = s.bound[0].String()
 	if a := s.inheritedAddr(); a != "" {
 		s.addr = a
 	}
-	s.log.Info().Str("listen", s.addr).Msg("accepting miners")
+	for i, a := range s.bound {
+		if i == 0 {
+			s.log.Info().Str("listen", s.addr).Msg("accepting miners")
+		} else {
+			s.log.Info().Str("listen", a.String()).Msg("accepting miners")
+		}
+	}
 	close(s.started)
 	return gnet.None
+}
+
+// Addrs returns the listening addresses, in the order of the listeners
+// (Options.Listeners); valid once Ready returned.
+func (s *Server) Addrs() []string {
+	out := make([]string, len(s.bound))
+	for i, a := range s.bound {
+		out[i] = a.String()
+	}
+	if len(out) > 0 {
+		out[0] = s.addr
+	}
+	return out
+}
+
+// listenerOf finds which listener accepted c: the one whose port is c's
+// local port and whose IP is c's or unspecified. 0 when there is one.
+// (gnet reports a listener's configured address as a connection's local
+// one, so the socket is asked.)
+func (s *Server) listenerOf(c gnet.Conn) int {
+	if len(s.bound) < 2 {
+		return 0
+	}
+	sa, err := unix.Getsockname(c.Fd())
+	if err != nil {
+		return 0
+	}
+	var la net.TCPAddr
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		la = net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
+	case *unix.SockaddrInet6:
+		la = net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
+	default:
+		return 0
+	}
+	wild := -1
+	for i, a := range s.bound {
+		b, ok := a.(*net.TCPAddr)
+		if !ok || b.Port != la.Port {
+			continue
+		}
+		if b.IP.Equal(la.IP) {
+			return i
+		}
+		if b.IP.IsUnspecified() && wild < 0 {
+			wild = i
+		}
+	}
+	return max(wild, 0)
 }
 
 // OnOpen implements gnet.EventHandler: limits, then a new miner session.
@@ -277,6 +373,10 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	if s.opts.ProxyProtocol {
 		m.ip, m.awaitProxy = "", true
 	}
+	m.listener = s.listenerOf(c)
+	if ri := s.listenerRoute(m.listener); ri >= 0 {
+		m.route = s.routeList()[ri]
+	}
 	vd := s.vardiff()
 	m.vdiff = clamp(vd.Initial, vd.Min, vd.Max)
 	c.SetContext(m)
@@ -304,6 +404,9 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 	}
 	if m.lane != nil {
 		m.lane.releasePrefix(m.prefix, m.accepted > 0)
+	}
+	if m.routed {
+		m.route.leave()
 	}
 	for _, w := range m.workers {
 		s.opts.Workers.Forget(w.series)
@@ -430,8 +533,10 @@ func (s *Server) laneFor() (*lane, uint32) {
 	n := len(s.lanes)
 	p, _ := l.allocPrefix()
 	s.lanesMu.Unlock()
-	if s.up != nil {
-		s.up.Lanes(n)
+	for _, r := range s.routeList() {
+		if up := r.upstream(); up != nil {
+			up.Lanes(n)
+		}
 	}
 	s.log.Info().Int("lane", l.idx).Msg("opened lane")
 	return l, p
@@ -454,35 +559,35 @@ func (s *Server) newLaneLocked() *lane {
 	return l
 }
 
+// allLanes returns the lanes open now.
+func (s *Server) allLanes() []*lane {
+	s.lanesMu.Lock()
+	defer s.lanesMu.Unlock()
+	return slices.Clone(s.lanes)
+}
+
+// loopCount returns how many event loops have miners (or had).
+func (s *Server) loopCount() int32 {
+	s.loopsMu.Lock()
+	defer s.loopsMu.Unlock()
+	return int32(len(s.loops))
+}
+
+// listenerRoute is the route every miner of listener i goes to, or -1 when
+// its worker name decides (Options.ListenerRoute).
+func (s *Server) listenerRoute(i int) int { return s.table.Load().listenerRoute(i) }
+
+// matchRoute finds the route of a miner of listener i authorizing as
+// worker.
+func (s *Server) matchRoute(i int, worker string) (*route, bool) {
+	return s.table.Load().match(i, worker)
+}
+
 // LaneCount returns how many lanes exist.
 func (s *Server) LaneCount() int {
 	s.lanesMu.Lock()
 	defer s.lanesMu.Unlock()
 	return len(s.lanes)
-}
-
-// Verdict counts a pool's verdict on a forwarded share. Called from
-// upstream goroutines.
-func (s *Server) Verdict(sess *upstream.Session, r *upstream.Verdict) {
-	s.inflight.Add(-1)
-	pool := sess.Pool().Name
-	pc := s.ctr.pool(pool)
-	switch {
-	case r.Accepted:
-		pc.accepted.Inc()
-		pc.credited.Add(r.Difficulty)
-		s.met.SubmitLatency.WithLabelValues(pool).Observe(r.RTT.Seconds())
-	case r.Reason == stratum.ReasonPoolRejected:
-		pc.rejected.Inc()
-		s.met.SubmitLatency.WithLabelValues(pool).Observe(r.RTT.Seconds())
-		s.log.Debug().Str("pool", pool).Int("code", r.Code).Str("message", r.Message).Msg("pool rejected a share switchyard accepted")
-	default:
-		pc.lost[r.Reason].Inc()
-		if e := s.log.Debug(); e.Enabled() {
-			e.Str("pool", pool).Str("reason", r.Reason.String()).Str("pool_job_id", r.JobID).
-				Uint32("nonce", r.Nonce).Int("lane", sess.Lane()).Msg("forwarded share lost")
-		}
-	}
 }
 
 // sweepLoop enforces the subscribe/authorize deadline and runs vardiff for

@@ -11,8 +11,8 @@ import (
 	"switchyard/stratum"
 )
 
-// SetUpstream connects the pool side; call before Serve.
-func (s *Server) SetUpstream(up Upstream) { s.up = up }
+// SetUpstream connects the first route's pool side; call before Serve.
+func (s *Server) SetUpstream(up Upstream) { s.SetRouteUpstream(0, up) }
 
 // Summary is the miners part of /api/v1/status.
 type Summary struct {

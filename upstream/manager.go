@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -23,10 +24,27 @@ type Sink interface {
 	// TimeSwitch asks for done to be called once lane's next job has
 	// reached its miners, with the time elapsed since since.
 	TimeSwitch(lane int, since time.Time, done func(time.Duration))
+	// Serve names the pools miners work for and their weights: the
+	// active pool alone (weight 1), or the live pools of its tier that
+	// split the miners. Miners on a pool left out move to one named with
+	// a new job. It is called whenever the set or a weight changes, before
+	// the jobs of the pools that joined; never with an empty set (when no
+	// pool is live, AllDown is called instead and miners keep their work).
+	Serve(shares []Share)
+}
+
+// Share is one pool miners work for, with its weight among the pools
+// serving at once.
+type Share struct {
+	Pool   string
+	Weight int
 }
 
 // ManagerOptions configure a Manager.
 type ManagerOptions struct {
+	// Route names the miners' route the Manager serves (the route label of
+	// its metrics, and its logs); "" is metrics.DefaultRoute.
+	Route         string
 	Session       Options       // for every session
 	FailbackAfter time.Duration // a better pool must stay live this long before miners return to it
 	Standby       int           // pools after the active one kept connected and authorized
@@ -78,6 +96,9 @@ type Manager struct {
 	runStart time.Time
 	lastSeen time.Time
 	switches uint64 // SwitchEvent.Seq of the latest switch
+	// serving is the pools miners work for, as the miner side was last
+	// told (Sink.Serve); nil while none is live.
+	serving []Share
 }
 
 // poolRun is the Manager's view of one pool.
@@ -96,6 +117,8 @@ type poolRun struct {
 	darkSince  time.Time
 	darkReason Why
 	removed    bool
+	// serving is set while miners work for the pool (Manager.serving).
+	serving bool
 	// tried is set once a session of the pool has had a job or failed:
 	// its extranonce2 size is known, or it is known to be unreachable.
 	tried bool
@@ -128,18 +151,31 @@ func NewManager(pools []Pool, opts ManagerOptions, sink Sink) *Manager {
 	if opts.Tick <= 0 {
 		opts.Tick = 250 * time.Millisecond
 	}
+	if opts.Route == "" {
+		opts.Route = metrics.DefaultRoute
+	}
+	if met := opts.Metrics; met != nil && met.Route == "" {
+		opts.Metrics = met.ForRoute(opts.Route)
+	}
 	out := newOutbox(sink)
+	log := opts.Log.With().Str("component", "selector").Logger()
+	if opts.Route != metrics.DefaultRoute {
+		log = log.With().Str("route", opts.Route).Logger()
+	}
 	m := &Manager{
 		sink:    out,
 		out:     out,
 		in:      newInbox(),
 		opts:    opts,
-		log:     opts.Log.With().Str("component", "selector").Logger(),
+		log:     log,
 		workers: map[int]map[string]struct{}{},
 		lanes:   1,
 	}
 	for i, p := range pools {
 		m.pools = append(m.pools, &poolRun{pool: p, rank: i, state: StateDown})
+		if met := opts.Metrics; met != nil {
+			met.InitPool(p.Name)
+		}
 	}
 	return m
 }
@@ -342,7 +378,7 @@ func (m *Manager) SessionJob(s *Session, j *Job) {
 		met.PoolLastJob.WithLabelValues(p.pool.Name).Set(float64(j.Received.UnixNano()) / 1e9)
 	}
 	p.tried = true
-	if p == m.active && !m.allDown {
+	if p.serving && !m.allDown {
 		m.sink.Publish(s.Lane(), s, j, false)
 		return
 	}
@@ -531,6 +567,7 @@ func (m *Manager) decide(why Why) {
 		m.sink.AllDown()
 	}
 	m.reconcile(d.Run)
+	m.serve(false)
 }
 
 // situation is the selector's view of the pools. Called with m.mu held.
@@ -622,10 +659,11 @@ func (m *Manager) switchTo(p *poolRun, reason string, now time.Time) {
 	if m.opts.OnSwitch != nil {
 		m.opts.OnSwitch(ev)
 	}
+	// The new pool's jobs go out once the miner side knows the pools
+	// serving (serve, at the end of decide).
 	for lane := 0; lane < m.lanes && lane < len(p.sessions); lane++ {
 		s := p.sessions[lane]
-		j := s.Current()
-		if j == nil {
+		if s.Current() == nil {
 			continue
 		}
 		if from != nil || reason != "startup" {
@@ -645,8 +683,115 @@ func (m *Manager) switchTo(p *poolRun, reason string, now time.Time) {
 					Float64("elapsed_s", d.Seconds()).Msg("switch complete: new jobs reached miners")
 			})
 		}
-		m.sink.Publish(lane, s, j, true)
 	}
+}
+
+// serve works out the pools miners work for (split) and, when the set or
+// a weight changed (or force), tells the miner side (Sink.Serve) and sends
+// the current jobs of the pools that joined. Called with m.mu held, at the
+// end of every decision.
+func (m *Manager) serve(force bool) {
+	var set []*poolRun
+	if m.active != nil && !m.allDown && !m.closing {
+		set = m.split(time.Now())
+	}
+	for _, p := range m.pools {
+		p.serving = false
+	}
+	if len(set) == 0 {
+		// No pool is live: miners keep their last work (AllDown); the set
+		// is sent afresh once one is.
+		m.serving = nil
+		return
+	}
+	shares := make([]Share, len(set))
+	changed := force || len(set) != len(m.serving)
+	for i, p := range set {
+		w := max(p.pool.Weight, 0)
+		if len(set) == 1 {
+			w = 1
+		}
+		shares[i] = Share{Pool: p.pool.Name, Weight: w}
+		changed = changed || i >= len(m.serving) || m.serving[i] != shares[i]
+	}
+	was := make(map[string]bool, len(m.serving))
+	for _, sh := range m.serving {
+		was[sh.Pool] = true
+	}
+	for _, p := range set {
+		p.serving = true
+	}
+	if !changed {
+		return
+	}
+	m.serving = shares
+	if len(set) > 1 || len(was) > 1 {
+		ev := m.log.Info()
+		for _, sh := range shares {
+			ev = ev.Int(sh.Pool, sh.Weight)
+		}
+		ev.Msg("miners split")
+	}
+	m.sink.Serve(shares)
+	if met := m.opts.Metrics; met != nil {
+		total := 0
+		for _, sh := range shares {
+			total += sh.Weight
+		}
+		for _, p := range m.pools {
+			v := 0.0
+			if p.serving && total > 0 {
+				for _, sh := range shares {
+					if sh.Pool == p.pool.Name {
+						v = float64(sh.Weight) / float64(total)
+					}
+				}
+			}
+			met.SplitTarget.WithLabelValues(p.pool.Name).Set(v)
+		}
+	}
+	for _, p := range set {
+		if was[p.pool.Name] {
+			continue
+		}
+		for lane := 0; lane < m.lanes && lane < len(p.sessions); lane++ {
+			if j := p.sessions[lane].Current(); j != nil {
+				m.sink.Publish(lane, p.sessions[lane], j, true)
+			}
+		}
+	}
+}
+
+// split is the set of pools miners work for: the active pool, and with it,
+// when it has a weight, every other live pool of its tier with a weight
+// that is serving already, has never gone dark, or has been live for its
+// hold (failback_after): a weighted pool that went dark gets its share back
+// only once it has held up as long as a failback asks. Called with m.mu
+// held.
+func (m *Manager) split(now time.Time) []*poolRun {
+	a := m.active
+	set := []*poolRun{a}
+	if a.pool.Weight <= 0 || a.state != StateLive {
+		return set
+	}
+	for _, p := range m.pools {
+		if p == a || p.removed || p.pool.Tier != a.pool.Tier || p.pool.Weight <= 0 || p.state != StateLive || len(p.sessions) == 0 {
+			continue
+		}
+		if p.serving || p.darkSince.IsZero() || now.Sub(p.liveSince) >= m.hold(p) {
+			set = append(set, p)
+		}
+	}
+	slices.SortStableFunc(set, func(x, y *poolRun) int { return x.rank - y.rank })
+	return set
+}
+
+// Serving reports the pools miners work for and their weights; nil while
+// no pool is live.
+func (m *Manager) Serving() []Share {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.serving)
 }
 
 // hold is how long p must be live before miners fail back to it:
@@ -737,6 +882,16 @@ func (m *Manager) reconcile(run []bool) {
 	}
 	if run == nil {
 		run = Select(m.situation(time.Now()), m.policy()).Run
+	}
+	// Every weighted pool of the tier being mined keeps its sessions: it
+	// shares the miners, or will once it holds up.
+	if a := m.active; a != nil && a.pool.Weight > 0 {
+		run = slices.Clone(run)
+		for i, p := range m.pools {
+			if p.pool.Tier == a.pool.Tier && p.pool.Weight > 0 && !p.removed {
+				run[i] = true
+			}
+		}
 	}
 	for i, p := range m.pools {
 		if run[i] {

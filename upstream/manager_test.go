@@ -19,6 +19,23 @@ import (
 type fakeSink struct {
 	mu        sync.Mutex
 	published map[string]int // pool name → jobs published
+	served    [][]Share      // every Serve, in order
+}
+
+func (f *fakeSink) Serve(shares []Share) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.served = append(f.served, shares)
+}
+
+// lastServe returns the latest Serve.
+func (f *fakeSink) lastServe() []Share {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.served) == 0 {
+		return nil
+	}
+	return f.served[len(f.served)-1]
 }
 
 func (f *fakeSink) Publish(lane int, s *Session, j *Job, switched bool) {
@@ -117,7 +134,7 @@ func TestStartupSkipsRefusedPool(t *testing.T) {
 			t.Parallel()
 			first, second := newFakePool(t), newFakePool(t)
 			serveEvery(first, tt.pool)
-			met := metrics.New(nil)
+			met := metrics.New(nil).ForRoute(metrics.DefaultRoute)
 			m, sink := runManager(t, []Pool{
 				{Name: "first", URL: first.url(), User: "acct.farm1", Password: "x"},
 				{Name: "second", URL: second.url(), User: "acct.farm1", Password: "x"},
@@ -168,7 +185,7 @@ func TestReconnectsCounted(t *testing.T) {
 	}
 	dark := "stratum+tcp://" + ln.Addr().String()
 	ln.Close() // nothing listens: every dial is refused
-	met := metrics.New(nil)
+	met := metrics.New(nil).ForRoute(metrics.DefaultRoute)
 	o := managerOptions(t, met)
 	o.Standby = 1 // keep dialing the dark pool after the good one is active
 	m, _ := runManager(t, []Pool{

@@ -71,6 +71,8 @@ func (o *outbox) Publish(lane int, s *Session, j *Job, switched bool) {
 
 func (o *outbox) AllDown() { o.push(func(k Sink) { k.AllDown() }) }
 
+func (o *outbox) Serve(shares []Share) { o.push(func(k Sink) { k.Serve(shares) }) }
+
 func (o *outbox) TimeSwitch(lane int, since time.Time, done func(time.Duration)) {
 	o.push(func(k Sink) { k.TimeSwitch(lane, since, done) })
 }

@@ -17,8 +17,9 @@ func (m *Manager) SetPools(pools []Pool) {
 	for i, np := range pools {
 		p, ok := old[np.Name]
 		delete(old, np.Name)
-		if ok && p.pool == np {
+		if ok && p.pool.link() == np.link() {
 			p.rank = i
+			p.pool = np // a new tier or weight: the split follows (decide)
 			next = append(next, p)
 			continue
 		}
@@ -38,6 +39,7 @@ func (m *Manager) SetPools(pools []Pool) {
 	m.pools = next
 	m.log.Info().Int("pools", len(next)).Msg("pool list reloaded")
 	m.decide(because(CauseRemoved))
+	m.serve(true) // weights may have changed with the same pools serving
 }
 
 // retire stops a pool that left the configuration. Called with m.mu held.

@@ -123,6 +123,21 @@ type Pool struct {
 	// certificate is accepted, any other key is refused, also with
 	// TLSSkipVerify.
 	TLSPinSHA256 string
+
+	// Tier and Weight split a route's miners: the live pools of the tier
+	// being mined share them by Weight (see Manager). A Weight of 0 is no
+	// split: pools of a tier are then ranked failovers, as pools of
+	// different tiers always are. Neither says how to reach the pool:
+	// changing them keeps its sessions (SetPools).
+	Tier   int
+	Weight int
+}
+
+// link is the part of a Pool that says how to reach it and as whom:
+// sessions are kept across a change of anything else.
+func (p Pool) link() Pool {
+	p.Tier, p.Weight = 0, 0
+	return p
 }
 
 // Options tune a Session. Zero durations and sizes take the Default*

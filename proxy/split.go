@@ -1,0 +1,372 @@
+package proxy
+
+import (
+	"context"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// The split: a route whose tier of pools shares its miners by weight
+// (upstream.Sink.Serve names them) holds that split on what the pools
+// credit — the pool difficulty of the shares each accepted — by moving
+// whole miners between the pools' feeds with a new job, never a
+// reconnect. Every SplitEvery the controller (splitLoop) reads each
+// miner's measured hashrate on its loop, works out the hashrate each pool
+// should get next (its weight's part, plus a correction for the work it
+// is owed or was overpaid since the split began, repaid over
+// splitHorizon), and moves the fewest miners that bring the pools' loads
+// closest to it. When whole miners cannot reach the weights (five miners
+// and a 70/30 split), the correction builds up until a miner moves, and
+// back: each miner spends part of the time on each pool, and the split
+// holds on average.
+//
+// A moved miner gets the new pool's current job with clean_jobs=false:
+// the work in hand stays valid at the pool that issued it, whose session
+// still takes its shares, so a move flushes nothing; the cost is one
+// notify (and set_difficulty when the pools' difficulties differ).
+
+// splitHorizon is how long the controller takes to repay a pool the work
+// it is owed: short enough that a 10-minute window holds the split, long
+// enough that the luck of a few shares does not move miners.
+const splitHorizon = 60 * time.Second
+
+// splitDeadband is the error in the pools' loads, as a fraction of the
+// route's hashrate, below which no miner moves.
+const splitDeadband = 0.01
+
+// estWindow is how long a miner's hashrate is measured over (two windows,
+// the newest one growing: 5 to 10 minutes once connected that long).
+const estWindow = 5 * time.Minute
+
+// splitState is a route's split as the controller keeps it: from when the
+// serving set last changed, what each pool had credited then (the
+// measure starts there), and the latest view for the status.
+type splitState struct {
+	since time.Time
+	base  map[string]float64
+	view  RouteSplit
+}
+
+// restartSplit starts measuring the split afresh for serving set ss.
+func (r *route) restartSplit(ss *servingSet) {
+	r.creditMu.Lock()
+	defer r.creditMu.Unlock()
+	r.split.since = ss.since
+	r.split.base = make(map[string]float64, len(r.credit))
+	for p, c := range r.credit {
+		r.split.base[p] = c
+	}
+}
+
+// RouteSplit is one route's split as last measured: the serving pools,
+// their targets and measured shares of the credited work since Since.
+type RouteSplit struct {
+	Route  string      `json:"route"`
+	Miners int         `json:"miners"`
+	Moves  uint64      `json:"moves"`
+	Since  time.Time   `json:"split_since,omitzero"`
+	Pools  []PoolSplit `json:"split"`
+}
+
+// PoolSplit is one serving pool of a route's split.
+type PoolSplit struct {
+	Pool     string  `json:"pool"`
+	Weight   int     `json:"weight"`
+	Target   float64 `json:"target"`
+	Measured float64 `json:"measured"`
+	// Credited is the pool difficulty it accepted since the split began.
+	Credited float64 `json:"credited_difficulty"`
+	// Miners and HashrateHs are the miners following it now and their
+	// measured hashrate.
+	Miners     int     `json:"miners"`
+	HashrateHs float64 `json:"hashrate_hs"`
+}
+
+// Splits returns every route's split as last measured (at most SplitEvery
+// old).
+func (s *Server) Splits() []RouteSplit {
+	out := make([]RouteSplit, len(s.routeList()))
+	for i, r := range s.routeList() {
+		r.creditMu.Lock()
+		v := r.split.view
+		v.Pools = slices.Clone(v.Pools)
+		r.creditMu.Unlock()
+		v.Route = r.name
+		out[i] = v
+	}
+	return out
+}
+
+// minerLoad is a miner as the controller sees it: read on its loop, used
+// elsewhere only to name it when a move goes back to that loop.
+type minerLoad struct {
+	m    *miner
+	lp   *loop
+	lane *lane
+	feed *feed
+	rate float64 // difficulty per second
+}
+
+// splitLoop runs the split controller every SplitEvery until ctx is done.
+func (s *Server) splitLoop(ctx context.Context) {
+	t := time.NewTicker(s.opts.SplitEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.stopped:
+			return
+		case now := <-t.C:
+			s.splitTick(ctx, now)
+		}
+	}
+}
+
+// splitTick reads every routed miner's load on its loop, then balances
+// each route.
+func (s *Server) splitTick(ctx context.Context, now time.Time) {
+	byRoute := s.loads(ctx, now)
+	for _, r := range s.routeList() {
+		r.balance(byRoute[r], now)
+	}
+}
+
+// loads collects the miners following a serving feed, per route, from
+// every loop (at most a second's wait for a busy loop).
+func (s *Server) loads(ctx context.Context, now time.Time) map[*route][]minerLoad {
+	s.loopsMu.Lock()
+	n := len(s.loops)
+	s.loopsMu.Unlock()
+	ch := make(chan []minerLoad, n+1)
+	s.eachLoop(func(lp *loop) {
+		var out []minerLoad
+		for m := range lp.miners {
+			if m.routed && m.mining() && m.feed != nil && m.closeReason == closeNone {
+				out = append(out, minerLoad{m: m, lp: lp, lane: m.lane, feed: m.feed, rate: m.rate(now)})
+			}
+		}
+		ch <- out
+	})
+	by := map[*route][]minerLoad{}
+	wait := time.NewTimer(time.Second)
+	defer wait.Stop()
+	for i := 0; i < n; i++ {
+		select {
+		case ls := <-ch:
+			for _, l := range ls {
+				by[l.feed.route] = append(by[l.feed.route], l)
+			}
+		case <-wait.C:
+			return by
+		case <-ctx.Done():
+			return by
+		}
+	}
+	return by
+}
+
+// rate is the miner's measured hashrate in difficulty per second: the
+// difficulty it had accepted over the last 5 to 10 minutes, with one share
+// at its current difficulty per target interval as a prior, so a new
+// miner counts at what vardiff expects of it. Called on its loop.
+func (m *miner) rate(now time.Time) float64 {
+	if m.est.t1.IsZero() {
+		m.est.t0, m.est.t1 = m.vdStartOrNow(now), now
+		m.est.w0, m.est.w1 = m.diffSum, m.diffSum
+	}
+	if now.Sub(m.est.t1) >= estWindow {
+		m.est.t0, m.est.w0 = m.est.t1, m.est.w1
+		m.est.t1, m.est.w1 = now, m.diffSum
+	}
+	target := m.srv.vardiff().Target.Seconds()
+	dt := now.Sub(m.est.t0).Seconds()
+	return (m.diffSum - m.est.w0 + m.diff) / (dt + target)
+}
+
+// vdStartOrNow is when the miner started mining, or now.
+func (m *miner) vdStartOrNow(now time.Time) time.Time {
+	if m.vdStart.IsZero() {
+		return now
+	}
+	return m.vdStart
+}
+
+// hashEst is a miner's hashrate measure (see miner.rate).
+type hashEst struct {
+	t0, t1 time.Time
+	w0, w1 float64
+}
+
+// balance moves miners of the route between its serving pools to hold the
+// split, and records the view for the status. Runs on the controller.
+func (r *route) balance(miners []minerLoad, now time.Time) {
+	ss := r.set.Load()
+	if ss == nil {
+		return
+	}
+	k := len(ss.shares)
+	idx := make(map[string]int, k)
+	for i, sh := range ss.shares {
+		idx[sh.Pool] = i
+	}
+	load := make([]float64, k)
+	count := make([]int, k)
+	on := make([][]int, k) // miners per pool, by index into miners
+	total := 0.0
+	for i, ml := range miners {
+		p, ok := idx[ml.feed.pool]
+		if !ok || !ml.feed.serving.Load() {
+			continue
+		}
+		load[p] += ml.rate
+		count[p]++
+		on[p] = append(on[p], i)
+		total += ml.rate
+	}
+	r.creditMu.Lock()
+	credited := make([]float64, k)
+	sum := 0.0
+	for i, sh := range ss.shares {
+		credited[i] = r.credit[sh.Pool] - r.split.base[sh.Pool]
+		sum += credited[i]
+	}
+	since := r.split.since
+	r.creditMu.Unlock()
+
+	w := make([]float64, k)
+	for i, sh := range ss.shares {
+		if ss.total > 0 {
+			w[i] = float64(sh.Weight) / float64(ss.total)
+		}
+	}
+	moves := 0
+	if k > 1 && total > 0 {
+		want := desired(w, credited, sum, total)
+		moves = r.rebalance(miners, on, load, want, total)
+	}
+
+	view := RouteSplit{Since: since, Moves: 0}
+	for i, sh := range ss.shares {
+		ps := PoolSplit{Pool: sh.Pool, Weight: sh.Weight, Target: w[i], Credited: credited[i],
+			Miners: count[i], HashrateHs: load[i] * hashesPerDiff}
+		if sum > 0 {
+			ps.Measured = credited[i] / sum
+		}
+		view.Pools = append(view.Pools, ps)
+		view.Miners += count[i]
+		r.met.SplitMeasured.WithLabelValues(sh.Pool).Set(ps.Measured)
+	}
+	r.creditMu.Lock()
+	view.Moves = r.split.view.Moves + uint64(moves)
+	r.split.view = view
+	r.creditMu.Unlock()
+}
+
+// hashesPerDiff is the hashes one share of difficulty 1 stands for.
+const hashesPerDiff = 1 << 32
+
+// desired is the hashrate each pool should get next: its weight's part of
+// total, plus the work it is owed since the split began (its weight's
+// part of all credited work, less what it credited) repaid over
+// splitHorizon; never below 0, and summing to total.
+func desired(w, credited []float64, sum, total float64) []float64 {
+	want := make([]float64, len(w))
+	s := 0.0
+	for i := range w {
+		owed := w[i]*sum - credited[i]
+		want[i] = math.Max(0, w[i]*total+owed/splitHorizon.Seconds())
+		s += want[i]
+	}
+	if s <= 0 {
+		copy(want, w)
+		s = 1
+	}
+	for i := range want {
+		want[i] *= total / s
+	}
+	return want
+}
+
+// rebalance moves miners from pools above their desired load to pools
+// below it, each move the one that lowers the total error most, until the
+// error is within the dead band or no move lowers it; it returns how many
+// miners it moved. load and on are updated as miners move.
+func (r *route) rebalance(miners []minerLoad, on [][]int, load, want []float64, total float64) int {
+	type move struct {
+		i  int
+		to int
+	}
+	var mv []move
+	band := splitDeadband * total
+	for range len(miners) {
+		errSum := 0.0
+		from, to := -1, -1
+		for p := range load {
+			d := load[p] - want[p]
+			errSum += math.Abs(d)
+			if d > 0 && (from < 0 || d > load[from]-want[from]) {
+				from = p
+			}
+			if d < 0 && (to < 0 || d < load[to]-want[to]) {
+				to = p
+			}
+		}
+		if errSum <= band || from < 0 || to < 0 {
+			break
+		}
+		e, g := load[from]-want[from], want[to]-load[to]
+		lo, hi := math.Min(e, g), math.Max(e, g)
+		best, bestGain := -1, 0.0
+		for j, i := range on[from] {
+			h := miners[i].rate
+			// Moving h lowers |e-h|+|g-h| below e+g by this much.
+			gain := e + g - math.Abs(e-h) - math.Abs(g-h)
+			if gain > bestGain || gain == bestGain && best >= 0 && h < miners[on[from][best]].rate && h >= lo && h <= hi {
+				best, bestGain = j, gain
+			}
+		}
+		if best < 0 || bestGain <= band/4 {
+			break
+		}
+		i := on[from][best]
+		on[from] = append(on[from][:best], on[from][best+1:]...)
+		on[to] = append(on[to], i)
+		load[from] -= miners[i].rate
+		load[to] += miners[i].rate
+		mv = append(mv, move{i: i, to: to})
+	}
+	if len(mv) == 0 {
+		return 0
+	}
+	ss := r.set.Load()
+	byLoop := map[*loop][]move{}
+	for _, m := range mv {
+		byLoop[miners[m.i].lp] = append(byLoop[miners[m.i].lp], m)
+	}
+	for lp, ms := range byLoop {
+		lp, ms := lp, ms
+		err := lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			for _, m := range ms {
+				ml := miners[m.i]
+				if _, ok := lp.miners[ml.m]; !ok || ml.m.feed != ml.feed {
+					continue // gone, or moved meanwhile
+				}
+				f := ml.lane.feed(r, ss.shares[m.to].Pool)
+				if !f.serving.Load() || f.cur.Load() == nil {
+					continue
+				}
+				ml.m.moveTo(f, false)
+				r.moves.Inc()
+			}
+			return nil
+		}))
+		if err != nil && !r.srv.draining.Load() {
+			r.srv.log.Warn().Err(err).Msg("event loop refused work")
+		}
+	}
+	return len(mv)
+}
