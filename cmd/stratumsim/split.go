@@ -499,8 +499,8 @@ func (r *splitRun) phases(ctx context.Context, log zerolog.Logger) (*splitReport
 	// Steady: the split every interval and over the whole phase.
 	r.logf("steady for %s", o.duration)
 	prev, from := warm, warm
-	for prev.at.Sub(from.at) < o.duration-time.Second {
-		step := min(o.interval, o.duration-prev.at.Sub(from.at))
+	for elapsed := time.Duration(0); elapsed < o.duration-10*time.Millisecond; elapsed = prev.at.Sub(from.at) {
+		step := min(o.interval, o.duration-elapsed)
 		if err := r.sleep(ctx, step); err != nil {
 			return rep, err
 		}
@@ -955,7 +955,7 @@ func (rep *splitReport) print(w *os.File) {
 	}
 	fmt.Fprintf(w, "\nsteady: A %+.4f from its target over the phase, worst interval %+.4f; %.2f moves/min; flushed %.4f%% of the work\n",
 		rep.SteadyError, rep.WorstInterval, rep.SteadyMovesRate, 100*rep.SteadyFlushed)
-	fmt.Fprintf(w, "windows of %.0fs, held for %.0fs: split within tolerance %s after every miner was ready; B carrying its takeover share %s after A went dark (C %.4f of all meanwhile); split back %s after A returned\n",
+	fmt.Fprintf(w, "windows of %.1fs, held for %.1fs: split within tolerance %s after every miner was ready; B carrying its takeover share %s after A went dark (C %.4f of all meanwhile); split back %s after A returned\n",
 		rep.Window, rep.Hold, secs(rep.StartConverged), secs(rep.Takeover), rep.DarkC, secs(rep.Returned))
 	keys := make([]string, 0, len(rep.Goals))
 	for k := range rep.Goals {
