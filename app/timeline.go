@@ -23,6 +23,8 @@ type Timeline struct {
 // TimelineEvent is one switch in /api/v1/status "timeline".
 type TimelineEvent struct {
 	At time.Time `json:"at"`
+	// Route is the route whose miners moved.
+	Route string `json:"route"`
 	// From and To are pool names; "" is none (To "": no pool was live).
 	From   string `json:"from"`
 	To     string `json:"to"`
@@ -60,13 +62,13 @@ func (t *Timeline) Record(ev upstream.SwitchEvent) {
 			copy(t.events, t.events[1:])
 			t.events = t.events[:t.max-1]
 		}
-		t.events = append(t.events, TimelineEvent{At: ev.At, From: ev.From, To: ev.To, Reason: ev.Reason,
+		t.events = append(t.events, TimelineEvent{At: ev.At, Route: ev.Route, From: ev.From, To: ev.To, Reason: ev.Reason,
 			DarkSeconds: ev.Dark.Seconds(), seq: ev.Seq})
 		return
 	}
 	for i := len(t.events) - 1; i >= 0; i-- {
 		e := &t.events[i]
-		if e.seq != ev.Seq {
+		if e.seq != ev.Seq || e.Route != ev.Route {
 			continue
 		}
 		if s := ev.Took.Seconds(); e.SwitchSeconds == nil || s > *e.SwitchSeconds {

@@ -291,18 +291,21 @@ func desired(w, credited []float64, sum, total float64) []float64 {
 	return want
 }
 
-// rebalance moves miners from pools above their desired load to pools
-// below it, each move the one that lowers the total error most, until the
-// error is within the dead band or no move lowers it; it returns how many
-// miners it moved. load and on are updated as miners move.
-func (r *route) rebalance(miners []minerLoad, on [][]int, load, want []float64, total float64) int {
-	type move struct {
-		i  int
-		to int
-	}
+// move is one planned move: miner i (an index into the loads) to pool to.
+type move struct {
+	i  int
+	to int
+}
+
+// planMoves picks miners to move from pools above their desired load to
+// pools below it, each move the one that lowers the total error most,
+// until the error is within the dead band or no move lowers it. rates are
+// the miners' hashrates, on[p] the miners on pool p; load and on are
+// updated as miners move.
+func planMoves(rates []float64, on [][]int, load, want []float64, total float64) []move {
 	var mv []move
 	band := splitDeadband * total
-	for range len(miners) {
+	for range len(rates) {
 		errSum := 0.0
 		from, to := -1, -1
 		for p := range load {
@@ -319,13 +322,13 @@ func (r *route) rebalance(miners []minerLoad, on [][]int, load, want []float64, 
 			break
 		}
 		e, g := load[from]-want[from], want[to]-load[to]
-		lo, hi := math.Min(e, g), math.Max(e, g)
 		best, bestGain := -1, 0.0
 		for j, i := range on[from] {
-			h := miners[i].rate
-			// Moving h lowers |e-h|+|g-h| below e+g by this much.
+			// Moving h lowers |e-h|+|g-h| below e+g by gain; of equal
+			// gains the smallest miner moves.
+			h := rates[i]
 			gain := e + g - math.Abs(e-h) - math.Abs(g-h)
-			if gain > bestGain || gain == bestGain && best >= 0 && h < miners[on[from][best]].rate && h >= lo && h <= hi {
+			if gain > bestGain || gain == bestGain && best >= 0 && h < rates[on[from][best]] {
 				best, bestGain = j, gain
 			}
 		}
@@ -335,10 +338,21 @@ func (r *route) rebalance(miners []minerLoad, on [][]int, load, want []float64, 
 		i := on[from][best]
 		on[from] = append(on[from][:best], on[from][best+1:]...)
 		on[to] = append(on[to], i)
-		load[from] -= miners[i].rate
-		load[to] += miners[i].rate
+		load[from] -= rates[i]
+		load[to] += rates[i]
 		mv = append(mv, move{i: i, to: to})
 	}
+	return mv
+}
+
+// rebalance plans the moves (planMoves) and has each miner's loop carry
+// them out; it returns how many it planned.
+func (r *route) rebalance(miners []minerLoad, on [][]int, load, want []float64, total float64) int {
+	rates := make([]float64, len(miners))
+	for i, ml := range miners {
+		rates[i] = ml.rate
+	}
+	mv := planMoves(rates, on, load, want, total)
 	if len(mv) == 0 {
 		return 0
 	}

@@ -62,7 +62,8 @@ type ManagerOptions struct {
 // (Lane, Took set) as that lane's first job from the new pool reaches its
 // miners. To == "" announces that no pool is live.
 type SwitchEvent struct {
-	Seq      uint64        // one per switch; the lane reports repeat it
+	Route    string        // the route whose miners moved (ManagerOptions.Route)
+	Seq      uint64        // one per switch of the route; the lane reports repeat it
 	At       time.Time     // when the switch was decided
 	From, To string        // pool names; "" for none
 	Reason   string        // failback, startup, recovered, false_alarm (back at once after a false alarm), or why From went dark
@@ -560,7 +561,7 @@ func (m *Manager) decide(why Why) {
 		ev.Msg("no pool is live")
 		if m.opts.OnSwitch != nil && m.active != nil {
 			m.switches++
-			m.opts.OnSwitch(SwitchEvent{Seq: m.switches, At: now, From: m.active.pool.Name, Reason: m.active.darkReason.Cause.String()})
+			m.opts.OnSwitch(SwitchEvent{Route: m.opts.Route, Seq: m.switches, At: now, From: m.active.pool.Name, Reason: m.active.darkReason.Cause.String()})
 		}
 		m.setActive(nil)
 		m.allDown = true
@@ -655,7 +656,7 @@ func (m *Manager) switchTo(p *poolRun, reason string, now time.Time) {
 		}
 	}
 	m.switches++
-	ev := SwitchEvent{Seq: m.switches, At: now, From: from.name(), To: p.pool.Name, Reason: reason, Dark: dark}
+	ev := SwitchEvent{Route: m.opts.Route, Seq: m.switches, At: now, From: from.name(), To: p.pool.Name, Reason: reason, Dark: dark}
 	if m.opts.OnSwitch != nil {
 		m.opts.OnSwitch(ev)
 	}
@@ -701,6 +702,11 @@ func (m *Manager) serve(force bool) {
 	if len(set) == 0 {
 		// No pool is live: miners keep their last work (AllDown); the set
 		// is sent afresh once one is.
+		if m.serving != nil && m.opts.Metrics != nil {
+			for _, p := range m.pools {
+				m.opts.Metrics.SplitTarget.WithLabelValues(p.pool.Name).Set(0)
+			}
+		}
 		m.serving = nil
 		return
 	}
@@ -764,10 +770,10 @@ func (m *Manager) serve(force bool) {
 
 // split is the set of pools miners work for: the active pool, and with it,
 // when it has a weight, every other live pool of its tier with a weight
-// that is serving already, has never gone dark, or has been live for its
-// hold (failback_after): a weighted pool that went dark gets its share back
-// only once it has held up as long as a failback asks. Called with m.mu
-// held.
+// that is serving already, went live during the startup grace without
+// ever going dark, or has been live for its hold (failback_after): a
+// weighted pool that went dark, or came up late, gets its share only once
+// it has held up as long as a failback asks. Called with m.mu held.
 func (m *Manager) split(now time.Time) []*poolRun {
 	a := m.active
 	set := []*poolRun{a}
@@ -778,7 +784,8 @@ func (m *Manager) split(now time.Time) []*poolRun {
 		if p == a || p.removed || p.pool.Tier != a.pool.Tier || p.pool.Weight <= 0 || p.state != StateLive || len(p.sessions) == 0 {
 			continue
 		}
-		if p.serving || p.darkSince.IsZero() || now.Sub(p.liveSince) >= m.hold(p) {
+		early := p.darkSince.IsZero() && p.liveSince.Sub(m.runStart) < m.startGrace()
+		if p.serving || early || now.Sub(p.liveSince) >= m.hold(p) {
 			set = append(set, p)
 		}
 	}

@@ -1,0 +1,128 @@
+package proxy
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+// simulateSplit runs the split controller's arithmetic (desired, then
+// planMoves) over miners of the given rates for ticks of SplitEvery, the
+// pools crediting each miner's work with Poisson luck (shares of size
+// share), and returns each pool's fraction of the credited work and the
+// moves made.
+func simulateSplit(t *testing.T, rates, weights []float64, ticks int, share float64, seed uint64) ([]float64, int) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, 1))
+	k := len(weights)
+	wsum := 0.0
+	for _, w := range weights {
+		wsum += w
+	}
+	w := make([]float64, k)
+	for i := range w {
+		w[i] = weights[i] / wsum
+	}
+	pool := make([]int, len(rates)) // every miner starts on pool 0
+	credited := make([]float64, k)
+	total := 0.0
+	for _, r := range rates {
+		total += r
+	}
+	dt := (5 * time.Second).Seconds()
+	moves := 0
+	for range ticks {
+		load := make([]float64, k)
+		on := make([][]int, k)
+		for i, p := range pool {
+			load[p] += rates[i]
+			on[p] = append(on[p], i)
+		}
+		sum := 0.0
+		for _, c := range credited {
+			sum += c
+		}
+		for _, m := range planMoves(rates, on, load, desired(w, credited, sum, total), total) {
+			pool[m.i] = m.to
+			moves++
+		}
+		for i, p := range pool {
+			credited[p] += poisson(rng, rates[i]*dt/share) * share
+		}
+	}
+	sum := 0.0
+	for _, c := range credited {
+		sum += c
+	}
+	for i := range credited {
+		credited[i] /= sum
+	}
+	return credited, moves
+}
+
+// poisson draws a Poisson variate of mean mu (normal approximation above 30).
+func poisson(rng *rand.Rand, mu float64) float64 {
+	if mu > 30 {
+		return math.Max(0, math.Round(mu+math.Sqrt(mu)*rng.NormFloat64()))
+	}
+	l, k, p := math.Exp(-mu), 0.0, 1.0
+	for {
+		p *= rng.Float64()
+		if p <= l {
+			return k
+		}
+		k++
+	}
+}
+
+// TestSplitConverges: over 10 minutes the credited split is within 2 points
+// of 70/30 with 2,000 miners in three classes 10x apart, and within 5 points
+// with five miners whose sizes cannot make 70/30 (one big, four small: they
+// take turns on the smaller pool), with a share every few seconds per
+// miner; the moves stay few.
+func TestSplitConverges(t *testing.T) {
+	many := make([]float64, 2000)
+	for i := range many {
+		many[i] = []float64{1, 10, 100}[i%3]
+	}
+	for _, tc := range []struct {
+		name   string
+		rates  []float64
+		share  float64
+		within float64
+	}{
+		{"2000 miners, three classes", many, 30, 0.02},
+		{"5 miners, one big", []float64{4, 1, 1, 1, 1}, 5, 0.05},
+		{"5 equal miners", []float64{1, 1, 1, 1, 1}, 5, 0.05},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for seed := uint64(1); seed <= 5; seed++ {
+				got, moves := simulateSplit(t, tc.rates, []float64{70, 30}, 120, tc.share, seed)
+				if d := math.Abs(got[0] - 0.7); d > tc.within {
+					t.Errorf("seed %d: credited split %.3f/%.3f, off 70/30 by %.3f (> %.2f)", seed, got[0], got[1], d, tc.within)
+				}
+				if moves > 120*len(tc.rates)/10+len(tc.rates) {
+					t.Errorf("seed %d: %d moves in 120 ticks", seed, moves)
+				}
+				t.Logf("seed %d: %.4f/%.4f, %d moves", seed, got[0], got[1], moves)
+			}
+		})
+	}
+}
+
+// TestPlanMovesWholeMiners: with loads already at their targets nothing
+// moves; a pool left with everything hands the others the miners that
+// bring each closest to its target, the best fitting first.
+func TestPlanMovesWholeMiners(t *testing.T) {
+	rates := []float64{5, 3, 1, 1}
+	on := [][]int{{0, 1, 2, 3}, {}}
+	load := []float64{10, 0}
+	mv := planMoves(rates, on, load, []float64{7, 3}, 10)
+	if len(mv) != 1 || mv[0].i != 1 || mv[0].to != 1 {
+		t.Fatalf("moves %v, want the miner of rate 3 to pool 1", mv)
+	}
+	if again := planMoves(rates, on, load, []float64{7, 3}, 10); len(again) != 0 {
+		t.Fatalf("loads at target, yet moves %v", again)
+	}
+}
