@@ -629,3 +629,160 @@ func redRows(t *testing.T, path string, px int) int {
 }
 
 func near(v, want uint32) bool { return v+12 >= want && v <= want+12 }
+
+// routesStatusRig starts three simulated pools and switchyard with two
+// routes on one listener: "alpha" (workers alpha.*) splitting 70/30 over
+// alpha-main and alpha-second, and "beta", the catch-all, on beta-main;
+// then 4 alpha miners and 2 beta miners. It waits until every miner is
+// on its route and both of alpha's pools have credited shares.
+func routesStatusRig(t *testing.T) *app.App {
+	t.Helper()
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+	cfg := config.Default()
+	cfg.Server.Listen = "127.0.0.1:0"
+	cfg.Server.Extranonce1Size = 1
+	cfg.Server.MaxSubmitsPerSecond = 0
+	cfg.Server.EventLoops = 2
+	cfg.Difficulty.Initial, cfg.Difficulty.Min, cfg.Difficulty.Max = testDiff, testDiff, testDiff
+	cfg.Failover.Standby = 0
+	cfg.Metrics.Listen = "127.0.0.1:0"
+	for i, p := range []struct {
+		name   string
+		weight int
+	}{{"alpha-main", 70}, {"alpha-second", 30}, {"beta-main", 0}} {
+		sp, err := sim.StartPool(sim.PoolConfig{Difficulty: testDiff, Extranonce1Size: 4, Extranonce2Size: 4,
+			JobInterval: time.Hour, Log: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = sp.Close() })
+		cfg.Pools = append(cfg.Pools, config.Pool{Index: i, Name: p.name, URL: "stratum+tcp://" + sp.Addr(),
+			User: "acct.farm", Password: "x", Weight: p.weight})
+	}
+	cfg.Routes = []config.Route{
+		{Index: 0, Name: "alpha", Workers: []string{"alpha.*"}, Pools: []string{"alpha-main", "alpha-second"}},
+		{Index: 1, Name: "beta", Pools: []string{"beta-main"}},
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a, err := app.Start(context.Background(), cfg, log, "test",
+		app.WithHistoryInterval(250*time.Millisecond), app.WithSplitEvery(250*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Stop() })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	for _, f := range []struct {
+		user   string
+		miners int
+	}{{"alpha", 4}, {"beta", 2}} {
+		fleet, err := sim.StartFleet(ctx, sim.FleetConfig{Addr: a.MinerAddr(), Miners: f.miners, User: f.user,
+			VersionRolling: true, MaxSharesPerSecond: 20, Log: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = fleet.Close() })
+	}
+	waitFor(t, 15*time.Second, "miners on their routes and credit on both of alpha's pools", func() bool {
+		var st app.Status
+		getJSON(t, a.HTTPAddr(), "/api/v1/status", &st)
+		miners := map[string]int{}
+		credited := 0
+		for _, r := range st.Routes {
+			miners[r.Name] = r.Miners
+			if r.Name == "alpha" {
+				for _, p := range r.Split {
+					if p.Credited > 0 {
+						credited++
+					}
+				}
+			}
+		}
+		return miners["alpha"] == 4 && miners["beta"] == 2 && credited == 2
+	})
+	return a
+}
+
+// TestStatusPageRoutesRealInChromium runs switchyard with two routes, one
+// split 70/30, and checks the status page in headless Chromium: the Routes
+// card with a block per route (its listener, worker patterns, miners and
+// active pool as /api/v1/status has them), alpha's split with both pools
+// at their targets (0.7, 0.3) and a measured share each, beta's lone pool
+// at target 1, and the pool table naming each pool's route.
+func TestStatusPageRoutesRealInChromium(t *testing.T) {
+	if race.Enabled {
+		t.Skip("the browser checks rendering, not races; the plain run covers it")
+	}
+	bin := findChromium(t)
+	a := routesStatusRig(t)
+	dom := runChromium(t, bin, "http://"+a.HTTPAddr()+"/", "--dump-dom")
+	var st app.Status
+	getJSON(t, a.HTTPAddr(), "/api/v1/status", &st)
+
+	if m := regexp.MustCompile(`<div id="error"[^>]*>([^<]*)</div>`).FindStringSubmatch(dom); m == nil || m[1] != "" {
+		t.Fatalf("page shows an error: %q", m)
+	}
+	dom, _, _ = strings.Cut(dom, "<script>")
+	if !strings.Contains(dom, `id="routes-card" data-show="true"`) {
+		t.Fatalf("no routes card for two routes:\n%s", tail(dom, 3000))
+	}
+	var blocks []string
+	for _, m := range regexp.MustCompile(`<div class="route[^"]*" data-route="([^"]*)" data-all-down="false">`).FindAllStringSubmatch(dom, -1) {
+		blocks = append(blocks, m[1])
+	}
+	if fmt.Sprint(blocks) != "[alpha beta]" {
+		t.Errorf("route blocks (live) = %v, want [alpha beta]", blocks)
+	}
+	for _, r := range st.Routes {
+		_, block, _ := strings.Cut(dom, `data-route="`+r.Name+`" data-all-down=`)
+		block, _, _ = strings.Cut(block, `</table>`)
+		workers := "every worker"
+		if len(r.Workers) > 0 {
+			workers = strings.Join(r.Workers, ", ")
+		}
+		for _, want := range []string{
+			`<span class="state live">mining for ` + r.ActivePool + `</span>`,
+			`<span class="listen"><span class="k">listen</span>` + strings.Join(r.Listen, ", ") + `</span>`,
+			`<span class="workers"><span class="k">workers</span>` + workers + `</span>`,
+		} {
+			if !strings.Contains(block, want) {
+				t.Errorf("route %s lacks %s\n%s", r.Name, want, block)
+			}
+		}
+		if r.ActivePool == "" {
+			t.Errorf("route %s has no active pool: %+v", r.Name, r)
+		}
+		split := map[string]string{}
+		for _, m := range regexp.MustCompile(`<tr class="split-pool[^"]*" data-pool="([^"]*)" data-target="([^"]*)" data-measured="([^"]*)"`).FindAllStringSubmatch(block, -1) {
+			split[m[1]] = m[2]
+			if r.Name == "alpha" && (m[3] == "0" || strings.Contains(block, `<td class="num measured">—</td>`)) {
+				t.Errorf("alpha's %s shows no measured share though it has credited work", m[1])
+			}
+		}
+		want := map[string]string{"beta-main": "1"}
+		if r.Name == "alpha" {
+			want = map[string]string{"alpha-main": "0.7", "alpha-second": "0.3"}
+		}
+		if fmt.Sprint(split) != fmt.Sprint(want) {
+			t.Errorf("route %s split (pool → target) = %v, want %v", r.Name, split, want)
+		}
+	}
+	if !strings.Contains(dom, `<span class="miners"><span class="k">miners</span>4</span>`) ||
+		!strings.Contains(dom, `<span class="miners"><span class="k">miners</span>2</span>`) {
+		t.Error("route blocks do not show 4 alpha and 2 beta miners")
+	}
+	// The pool table: one row per route and pool, each naming its route.
+	var rows []string
+	for _, m := range regexp.MustCompile(`<tr class="pool[^"]*" data-pool="([^"]+)" data-active="(?:true|false)" data-state="[^"]*" data-route="([^"]*)">`).FindAllStringSubmatch(dom, -1) {
+		rows = append(rows, m[2]+"/"+m[1])
+	}
+	if want := "[alpha/alpha-main alpha/alpha-second beta/beta-main]"; fmt.Sprint(rows) != want {
+		t.Errorf("pool rows (route/pool) = %v, want %s", rows, want)
+	}
+	if !strings.Contains(dom, "2 routes: alpha → ") {
+		t.Error("summary does not list the routes")
+	}
+}
