@@ -387,9 +387,11 @@ func (m *Metrics) ForRoute(route string) *Metrics {
 	v.SplitTarget = m.SplitTarget.MustCurryWith(l)
 	v.SplitMeasured = m.SplitMeasured.MustCurryWith(l)
 	v.SplitMoves = m.SplitMoves.MustCurryWith(l)
-	v.Shares.WithLabelValues(ResultAccepted, ReasonNone)
-	v.RouteMiners.WithLabelValues()
-	v.SplitMoves.WithLabelValues()
+	if route != "" { // "": shares of miners not matched to a route yet, counted only if any
+		v.Shares.WithLabelValues(ResultAccepted, ReasonNone)
+		v.RouteMiners.WithLabelValues()
+		v.SplitMoves.WithLabelValues()
+	}
 	return &v
 }
 

@@ -309,7 +309,9 @@ func (m *miner) shares() *shareCounters {
 	if m.route != nil {
 		return &m.route.shares
 	}
-	return &m.srv.unrouted
+	s := m.srv
+	s.unroutedOnce.Do(func() { s.unrouted.init(s.met.ForRoute("")) })
+	return &s.unrouted
 }
 
 func (m *miner) configure(out, id []byte) []byte {

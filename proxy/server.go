@@ -54,11 +54,12 @@ type Server struct {
 	ctr  counters
 	// routes are the routes miners are matched to (Options.Routes);
 	// unrouted counts the shares of miners not matched yet.
-	table     atomic.Pointer[routeTable]
-	pendingMu sync.Mutex
-	pending   map[string]*route // routes added by NewRoute, not yet in force
-	unrouted  shareCounters
-	bound     []net.Addr // the listeners' addresses, once listening
+	unroutedOnce sync.Once
+	table        atomic.Pointer[routeTable]
+	pendingMu    sync.Mutex
+	pending      map[string]*route // routes added by NewRoute, not yet in force
+	unrouted     shareCounters
+	bound        []net.Addr // the listeners' addresses, once listening
 
 	eng     gnet.Engine
 	addr    string
@@ -111,7 +112,6 @@ func New(opts Options, up Upstream) *Server {
 		perIP:   map[string]int{},
 	}
 	s.ctr.init(s.met)
-	s.unrouted.init(s.met.ForRoute(""))
 	s.table.Store(s.newTable(nil, opts.Routes, opts.ListenerRoute, opts.Route))
 	if up != nil {
 		s.SetRouteUpstream(0, up)
