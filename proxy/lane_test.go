@@ -116,25 +116,27 @@ func TestLaneStale(t *testing.T) {
 	fa.publish(j1)
 	j2, _ := l.buildJob(a, testPoolJob(t, "2", 8, 1), false, 1, 0)
 	fa.publish(j2)
-	if r := fa.stale(j1); r != stratum.ReasonNone {
+	if r := fa.stale(j1, fa); r != stratum.ReasonNone {
 		t.Fatalf("job of the current generation: %v", r)
 	}
 	j3, _ := l.buildJob(a, testPoolJob(t, "3", 8, 1), true, 2, 0)
 	j3.stales = true
 	fa.publish(j3)
-	if r := fa.stale(j1); r != stratum.ReasonStale {
+	if r := fa.stale(j1, fa); r != stratum.ReasonStale {
 		t.Fatalf("job of an older generation: %v, want stale", r)
 	}
 	j4, _ := l.buildJob(b, testPoolJob(t, "x", 8, 1), true, 1, 0)
 	j4.stales = true
 	fb.publish(j4)
-	if r := fa.stale(j3); r != stratum.ReasonNone {
+	if r := fa.stale(j3, fa); r != stratum.ReasonNone {
 		t.Fatalf("job of a pool still serving beside another: %v", r)
 	}
 	fa.serving.Store(false)
-	fa.gen.Add(1)
-	if r := fa.stale(j3); r != stratum.ReasonPoolSwitched {
-		t.Fatalf("job of the pool miners left: %v, want pool_switched", r)
+	if r := fa.stale(j3, fa); r != stratum.ReasonNone {
+		t.Fatalf("job of a pool that left, from a miner with no other work yet: %v, want none", r)
+	}
+	if r := fa.stale(j3, fb); r != stratum.ReasonPoolSwitched {
+		t.Fatalf("job of the pool a miner left for another: %v, want pool_switched", r)
 	}
 	if fa == l.feed(r, "a") == false || l.feed(&route{}, "a") == fa {
 		t.Fatal("feeds are one per route and pool")

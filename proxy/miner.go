@@ -635,7 +635,7 @@ func (m *miner) check(e *sentJob, sub *stratum.Submit) (stratum.Reason, bool) {
 		// on test networks.)
 		return reasonOf(err), false
 	}
-	if why := e.lj.feed.stale(e.lj); why != stratum.ReasonNone {
+	if why := e.lj.feed.stale(e.lj, m.feed); why != stratum.ReasonNone {
 		return why, block
 	}
 	if f := e.lj.feed; f == m.feed {

@@ -151,17 +151,21 @@ type feed struct {
 	serving atomic.Bool
 }
 
-// stale reports why a share on lj cannot count for miners any more:
-// ReasonPoolSwitched when its pool no longer serves the route,
-// ReasonStale after a newer clean job, ReasonNone while lj is current work.
-func (f *feed) stale(lj *laneJob) stratum.Reason {
-	if lj.gen >= f.gen.Load() {
-		return stratum.ReasonNone
-	}
-	if !f.serving.Load() {
+// stale reports why a share on lj, from a miner now following mine,
+// cannot count any more: ReasonStale after a newer clean job of its feed,
+// ReasonPoolSwitched when its pool no longer serves the route and the
+// miner has work from another (until that work reaches it, its shares on
+// the old pool's job still go to that pool), ReasonNone while lj is
+// current work.
+func (f *feed) stale(lj *laneJob, mine *feed) stratum.Reason {
+	serving := f.serving.Load()
+	switch {
+	case lj.gen < f.gen.Load() && serving:
+		return stratum.ReasonStale
+	case lj.gen < f.gen.Load(), !serving && mine != f:
 		return stratum.ReasonPoolSwitched
 	}
-	return stratum.ReasonStale
+	return stratum.ReasonNone
 }
 
 // Sink returns the pool side's view of route i: the upstream.Sink its pool
@@ -205,10 +209,11 @@ func (r *route) Verdict(sess *upstream.Session, v *upstream.Verdict) {
 }
 
 // Serve takes the route's serving pools from the pool side: feeds of pools
-// that left stop (their jobs turn stale, pool_switched), feeds of pools
-// that joined start afresh (their jobs follow), and miners on a feed that
-// stopped move, with a new job, to a serving one that has work. The split
-// starts again: its measure counts from now.
+// that left stop (their jobs turn stale, pool_switched, for each miner as
+// it gets work from a serving pool), feeds of pools that joined start
+// afresh (their jobs follow), and miners on a feed that stopped move, with
+// a new job, to a serving one that has work. The split starts again: its
+// measure counts from now.
 func (r *route) Serve(shares []upstream.Share) { r.serve(shares, false) }
 
 func (r *route) serve(shares []upstream.Share, implicit bool) {
@@ -230,7 +235,6 @@ func (r *route) serve(shares []upstream.Share, implicit bool) {
 			switch {
 			case was && !now:
 				f.serving.Store(false)
-				f.gen.Add(1)
 			case !was && now:
 				f.cur.Store(nil)
 				f.serving.Store(true)
