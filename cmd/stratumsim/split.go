@@ -238,6 +238,14 @@ type splitRun struct {
 
 	mu      sync.Mutex
 	samples []creditSample
+	views   []splitView
+}
+
+// splitView is switchyard's split as /metrics showed it at one time.
+type splitView struct {
+	at     time.Time
+	target [numSplitPools]float64 // switchyard_route_split_target_ratio
+	moves  float64
 }
 
 // creditSample is the pools' credited work at one time.
@@ -409,18 +417,51 @@ func (r *splitRun) waitFor(ctx context.Context, within time.Duration, cond func(
 	return true
 }
 
-// sample records the pools' credited work every 100 ms until ctx is done.
+// sample records the pools' credited work every 100 ms, and switchyard's
+// split targets and moves every 500 ms, until ctx is done.
 func (r *splitRun) sample(ctx context.Context) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
-	for {
+	for i := 0; ; i++ {
 		r.record()
+		if i%5 == 0 {
+			go r.view() // a scrape may take longer than a tick
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
 	}
+}
+
+func (r *splitRun) view() {
+	m, err := r.scrape()
+	if err != nil {
+		return
+	}
+	v := splitView{at: time.Now(), moves: m.sum("switchyard_route_split_moves_total", "route", splitRoute)}
+	for i := range v.target {
+		v.target[i] = m.sum("switchyard_route_split_target_ratio", "route", splitRoute, "pool", splitPoolNames[i])
+	}
+	r.mu.Lock()
+	r.views = append(r.views, v)
+	r.mu.Unlock()
+}
+
+// firstView returns how long after from switchyard's metrics first showed
+// a split that satisfies ok (a scrape every 500 ms, sorted by time).
+func (r *splitRun) firstView(from time.Time, ok func(v splitView) bool) (time.Duration, bool) {
+	r.mu.Lock()
+	vs := slices.Clone(r.views)
+	r.mu.Unlock()
+	slices.SortFunc(vs, func(a, b splitView) int { return a.at.Compare(b.at) })
+	for _, v := range vs {
+		if !v.at.Before(from) && ok(v) {
+			return v.at.Sub(from), true
+		}
+	}
+	return 0, false
 }
 
 func (r *splitRun) record() creditSample {
@@ -565,13 +606,26 @@ func (r *splitRun) sharesPerSecond() float64 {
 	return n
 }
 
-// window is -window, or long enough for about 1000 shares, 5 s to 60 s.
+// window is -window, or long enough for about 1000 shares, 5 s to 60 s:
+// the split's fraction over it is steady to a few tenths of a percent.
 func (r *splitRun) window() time.Duration {
 	if r.o.window > 0 {
 		return r.o.window
 	}
 	w := time.Duration(1000 / r.sharesPerSecond() * float64(time.Second))
 	return min(max(w, 5*time.Second), time.Minute).Round(time.Second)
+}
+
+// takeoverWindow is -window, or long enough for about 200 shares, 1 s to
+// 60 s: a rate needs fewer shares than a fraction, and a shorter window
+// places the takeover closer (the forward window [t, t+w] reaches 95 % up
+// to 0.05·w before the takeover completes).
+func (r *splitRun) takeoverWindow() time.Duration {
+	if r.o.window > 0 {
+		return r.o.window
+	}
+	w := time.Duration(200 / r.sharesPerSecond() * float64(time.Second))
+	return min(max(w, time.Second), time.Minute).Round(100 * time.Millisecond)
 }
 
 func (r *splitRun) stop() {
@@ -656,8 +710,10 @@ type splitPhase struct {
 	// The miners' side (the fleet's own counters): every share submitted
 	// and how it ended, and shares found but not submitted. Flushed is
 	// every share that did not count: rejected (any reason), lost and
-	// unsubmitted; FlushedFraction is Flushed over submitted + unsubmitted
-	// (at a fixed difficulty, shares and work are in proportion).
+	// unsubmitted at the miners, and those switchyard answered true but
+	// lost upstream (PoolLost); FlushedFraction is Flushed over submitted +
+	// unsubmitted (at a fixed difficulty, shares and work are in
+	// proportion).
 	Submits         uint64            `json:"submits"`
 	Accepted        uint64            `json:"accepted"`
 	RejectedBy      map[string]uint64 `json:"rejected_by,omitempty"`
@@ -689,7 +745,7 @@ func (r *splitRun) phase(name string, a, b splitSnap) splitPhase {
 	p.Submits, p.Accepted, p.Lost, p.Jobs = fb.Submits-fa.Submits, fb.Accepted-fa.Accepted, fb.Lost-fa.Lost, fb.Jobs-fa.Jobs
 	p.RejectedBy = countsDelta(fa.Rejected, fb.Rejected)
 	p.Unsubmitted = countsDelta(fa.Unsubmitted, fb.Unsubmitted)
-	p.Flushed = sumCounts(p.RejectedBy) + p.Lost + sumCounts(p.Unsubmitted)
+	p.Flushed = sumCounts(p.RejectedBy) + p.Lost + sumCounts(p.Unsubmitted) + uint64(math.Round(p.PoolLost))
 	if n := p.Submits + sumCounts(p.Unsubmitted); n > 0 {
 		p.FlushedFraction = float64(p.Flushed) / float64(n)
 	}
@@ -822,6 +878,16 @@ type splitReport struct {
 	Returned       float64 `json:"returned_s"`
 	// C's credited work while A was dark, as a fraction of all credited then.
 	DarkC float64 `json:"dark_fraction_c"`
+	// DarkLost is the credit the dark phase fell short of the steady rate
+	// by, in seconds of that rate: the outage as the pools were paid.
+	DarkLost float64 `json:"dark_lost_s"`
+	// Switched is when switchyard's metrics first showed B alone serving
+	// (target ratio 1) after A went dark; Failback when they showed A
+	// serving again after it returned; -1 when not seen.
+	Switched float64 `json:"switched_s"`
+	Failback float64 `json:"failback_s"`
+	// TakeoverWindow is the window Takeover is measured over.
+	TakeoverWindow float64 `json:"takeover_window_s"`
 
 	Goals map[string]bool `json:"goals"`
 
@@ -869,12 +935,20 @@ func (rep *splitReport) finish(r *splitRun) {
 			limit = before(ss, rep.returnAt)
 		}
 		want := r.o.takeover * rep.steadyRate
-		rep.Takeover = seconds(firstSustained(limit, rep.darkAt, w, hold, func(d [numSplitPools]float64, secs float64) bool {
+		rep.TakeoverWindow = r.takeoverWindow().Seconds()
+		rep.Takeover = seconds(firstSustained(limit, rep.darkAt, r.takeoverWindow(), hold, func(d [numSplitPools]float64, secs float64) bool {
 			return d[poolB]/secs >= want
 		}))
 	}
 	if !rep.returnAt.IsZero() {
 		rep.Returned = seconds(firstSustained(ss, rep.returnAt, w, hold, inSplit))
+	}
+	rep.Switched, rep.Failback = -1, -1
+	if !rep.darkAt.IsZero() {
+		rep.Switched = seconds(r.firstView(rep.darkAt, func(v splitView) bool { return v.target[poolB] == 1 }))
+	}
+	if !rep.returnAt.IsZero() {
+		rep.Failback = seconds(r.firstView(rep.returnAt, func(v splitView) bool { return v.target[poolA] > 0 }))
 	}
 	for _, p := range rep.Phases {
 		switch p.Name {
@@ -885,6 +959,10 @@ func (rep *splitReport) finish(r *splitRun) {
 			}
 		case "dark":
 			rep.DarkC = p.FractionC
+			if rep.steadyRate > 0 {
+				all := p.Credited[poolA] + p.Credited[poolB] + p.Credited[poolC]
+				rep.DarkLost = p.Seconds - all/rep.steadyRate
+			}
 		}
 	}
 	for _, p := range rep.Intervals {
@@ -921,13 +999,13 @@ func (r *splitRun) write(rep *splitReport) error {
 	return nil
 }
 
-const splitTableHeader = "| phase | s | A | B | C of all | A − target | switchyard A / B | moves | submits | flushed | rejected (miners) | lost | unsubmitted |\n" +
+const splitTableHeader = "| phase | s | A | B | C of all | A − target | switchyard A / B | moves | submits | flushed | rejected (miners) | lost (miners / upstream) | unsubmitted |\n" +
 	"|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 
 func (p splitPhase) row() string {
-	return fmt.Sprintf("| %s | %.0f | %.4f | %.4f | %.4f | %+.4f | %.4f / %.4f | %.0f | %d | %d (%.3f%%) | %v | %d | %v |",
+	return fmt.Sprintf("| %s | %.0f | %.4f | %.4f | %.4f | %+.4f | %.4f / %.4f | %.0f | %d | %d (%.3f%%) | %v | %d / %.0f | %v |",
 		p.Name, p.Seconds, p.FractionA, p.FractionB, p.FractionC, p.ErrorA, p.Measured[poolA], p.Measured[poolB], p.Moves,
-		p.Submits, p.Flushed, 100*p.FlushedFraction, fmtCounts(p.RejectedBy), p.Lost, fmtCounts(p.Unsubmitted))
+		p.Submits, p.Flushed, 100*p.FlushedFraction, fmtCounts(p.RejectedBy), p.Lost, p.PoolLost, fmtCounts(p.Unsubmitted))
 }
 
 // fmtCounts formats counts as {k:v …} in key order.
@@ -955,8 +1033,10 @@ func (rep *splitReport) print(w *os.File) {
 	}
 	fmt.Fprintf(w, "\nsteady: A %+.4f from its target over the phase, worst interval %+.4f; %.2f moves/min; flushed %.4f%% of the work\n",
 		rep.SteadyError, rep.WorstInterval, rep.SteadyMovesRate, 100*rep.SteadyFlushed)
-	fmt.Fprintf(w, "windows of %.1fs, held for %.1fs: split within tolerance %s after every miner was ready; B carrying its takeover share %s after A went dark (C %.4f of all meanwhile); split back %s after A returned\n",
-		rep.Window, rep.Hold, secs(rep.StartConverged), secs(rep.Takeover), rep.DarkC, secs(rep.Returned))
+	fmt.Fprintf(w, "split within tolerance (windows of %.1fs, held %.1fs) %s after every miner was ready\n", rep.Window, rep.Hold, secs(rep.StartConverged))
+	fmt.Fprintf(w, "A dark: switchyard showed B alone serving after %s; B credited its takeover share (windows of %.1fs) after %s; %.2fs of credit lost; C %.4f of all\n",
+		secs(rep.Switched), rep.TakeoverWindow, secs(rep.Takeover), rep.DarkLost, rep.DarkC)
+	fmt.Fprintf(w, "A back: switchyard showed A serving again after %s; split within tolerance after %s\n", secs(rep.Failback), secs(rep.Returned))
 	keys := make([]string, 0, len(rep.Goals))
 	for k := range rep.Goals {
 		keys = append(keys, k)
