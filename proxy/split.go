@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"math"
 	"slices"
@@ -298,14 +299,20 @@ type move struct {
 }
 
 // planMoves picks miners to move from pools above their desired load to
-// pools below it, each move the one that lowers the total error most,
-// until the error is within the dead band or no move lowers it. rates are
-// the miners' hashrates, on[p] the miners on pool p; load and on are
-// updated as miners move.
+// pools below it, until the error is within the dead band or no move
+// lowers it. From the pool furthest above its load to the one furthest
+// below, it first moves, largest first, every miner that fits in what both
+// are off (each such move lowers the error by twice its rate: a pool back
+// from dark gets its share in one pass); then, one at a time, the single
+// move that lowers the error most, so that a miner too big to fit still
+// moves when that helps (five miners on a 70/30 split). rates are the
+// miners' hashrates, on[p] the miners on pool p; load and on are updated
+// as miners move. It costs O(miners) per pass, a few passes per call.
 func planMoves(rates []float64, on [][]int, load, want []float64, total float64) []move {
 	var mv []move
 	band := splitDeadband * total
-	for range len(rates) {
+	sorted := make([]bool, len(on))
+	for pass := 0; pass < 4*len(load)*len(load)+fineMoves; pass++ {
 		errSum := 0.0
 		from, to := -1, -1
 		for p := range load {
@@ -322,10 +329,33 @@ func planMoves(rates []float64, on [][]int, load, want []float64, total float64)
 			break
 		}
 		e, g := load[from]-want[from], want[to]-load[to]
+		if !sorted[from] {
+			slices.SortFunc(on[from], func(a, b int) int { return cmp.Compare(rates[b], rates[a]) })
+			sorted[from] = true
+		}
+		// Whole miners that fit.
+		fit := math.Min(e, g)
+		keep, n := on[from][:0], len(mv)
+		for _, i := range on[from] {
+			if h := rates[i]; fit > band/8 && h <= fit {
+				fit -= h
+				load[from] -= h
+				load[to] += h
+				on[to] = append(on[to], i)
+				mv = append(mv, move{i: i, to: to})
+				continue
+			}
+			keep = append(keep, i)
+		}
+		on[from] = keep
+		if len(mv) > n {
+			sorted[to] = false
+			continue
+		}
+		// The best single move: moving h lowers |e-h|+|g-h| below e+g by
+		// gain; of equal gains the smallest miner moves.
 		best, bestGain := -1, 0.0
 		for j, i := range on[from] {
-			// Moving h lowers |e-h|+|g-h| below e+g by gain; of equal
-			// gains the smallest miner moves.
 			h := rates[i]
 			gain := e + g - math.Abs(e-h) - math.Abs(g-h)
 			if gain > bestGain || gain == bestGain && best >= 0 && h < rates[on[from][best]] {
@@ -338,12 +368,16 @@ func planMoves(rates []float64, on [][]int, load, want []float64, total float64)
 		i := on[from][best]
 		on[from] = append(on[from][:best], on[from][best+1:]...)
 		on[to] = append(on[to], i)
+		sorted[to] = false
 		load[from] -= rates[i]
 		load[to] += rates[i]
 		mv = append(mv, move{i: i, to: to})
 	}
 	return mv
 }
+
+// fineMoves bounds the single moves planMoves makes in one call.
+const fineMoves = 64
 
 // rebalance plans the moves (planMoves) and has each miner's loop carry
 // them out; it returns how many it planned.

@@ -126,3 +126,43 @@ func TestPlanMovesWholeMiners(t *testing.T) {
 		t.Fatalf("loads at target, yet moves %v", again)
 	}
 }
+
+// BenchmarkPlanMoves: one controller pass over 100,000 miners in three
+// classes: "return" is every miner on one pool and a 70/30 target (a pool
+// back from dark), "steady" the split already held. Each op includes
+// copying the miners' lists (about 0.1 ms).
+func BenchmarkPlanMoves(b *testing.B) {
+	const n = 100000
+	rates := make([]float64, n)
+	total := 0.0
+	for i := range rates {
+		rates[i] = []float64{1, 10, 100}[i%3]
+		total += rates[i]
+	}
+	want := []float64{0.7 * total, 0.3 * total}
+	for _, tc := range []string{"return", "steady"} {
+		var on0 [][]int
+		var load0 []float64
+		on0, load0 = [][]int{nil, nil}, []float64{0, 0}
+		for i := range rates {
+			p := 0
+			if tc == "steady" && i%10 >= 7 {
+				p = 1
+			}
+			on0[p] = append(on0[p], i)
+			load0[p] += rates[i]
+		}
+		b.Run(tc, func(b *testing.B) {
+			b.ReportAllocs()
+			on := [][]int{make([]int, 0, n), make([]int, 0, n)}
+			load := make([]float64, 2)
+			moves := 0
+			for b.Loop() {
+				on[0], on[1] = append(on[0][:0], on0[0]...), append(on[1][:0], on0[1]...)
+				copy(load, load0)
+				moves = len(planMoves(rates, on, load, want, total))
+			}
+			b.ReportMetric(float64(moves), "moves")
+		})
+	}
+}
