@@ -653,8 +653,9 @@ func (r *splitRun) stop() {
 // splitSnap is every counter a phase is measured with, read at one time.
 type splitSnap struct {
 	at       time.Time
-	credited [numSplitPools]float64 // pools: Σ CreditedWork
-	accepted [numSplitPools]uint64  // pools: accepted shares
+	credited [numSplitPools]float64           // pools: Σ CreditedWork
+	accepted [numSplitPools]uint64            // pools: accepted shares
+	refused  [numSplitPools]map[string]uint64 // pools: rejected shares by label
 	fleet    sim.FleetStats
 	moves    float64            // switchyard_route_split_moves_total
 	rejected map[string]float64 // switchyard_shares_total{result="rejected"} by reason
@@ -672,7 +673,8 @@ func (r *splitRun) snapshot(name string) (splitSnap, error) {
 	cs := r.record()
 	s := splitSnap{at: cs.at, credited: cs.credited, fleet: r.fleet.Stats()}
 	for i, p := range r.pools {
-		s.accepted[i] = p.Stats().Accepted
+		ps := p.Stats()
+		s.accepted[i], s.refused[i] = ps.Accepted, ps.Rejected
 		s.measured[i] = m.sum("switchyard_route_split_measured_ratio", "route", splitRoute, "pool", splitPoolNames[i])
 		s.target[i] = m.sum("switchyard_route_split_target_ratio", "route", splitRoute, "pool", splitPoolNames[i])
 	}
@@ -698,6 +700,9 @@ type splitPhase struct {
 	FractionC float64                `json:"fraction_c"`
 	ErrorA    float64                `json:"error_a"`
 	Shares    [numSplitPools]uint64  `json:"credited_shares"`
+	// PoolRejected is what each pool refused, by its label: shares
+	// switchyard forwarded as valid.
+	PoolRejected [numSplitPools]map[string]uint64 `json:"pool_rejected"`
 
 	// switchyard's own view at the end: split_measured_ratio and
 	// split_target_ratio of each pool.
@@ -738,6 +743,7 @@ func (r *splitRun) phase(name string, a, b splitSnap) splitPhase {
 	for i := range p.Credited {
 		p.Credited[i] = b.credited[i] - a.credited[i]
 		p.Shares[i] = b.accepted[i] - a.accepted[i]
+		p.PoolRejected[i] = countsDelta(a.refused[i], b.refused[i])
 	}
 	p.FractionA, p.FractionB, p.FractionC = fractions(p.Credited)
 	p.ErrorA = p.FractionA - r.targetA()
@@ -802,9 +808,10 @@ func floatsDelta(a, b map[string]float64) map[string]float64 {
 }
 
 func (p splitPhase) line() string {
-	return fmt.Sprintf("%s: A %.4f B %.4f (error %+.4f), C %.4f of all; switchyard measured A %.4f B %.4f; %.0f moves; %d submits, flushed %d (%.4f%%): rejected %v, lost %d, unsubmitted %v",
+	return fmt.Sprintf("%s: A %.4f B %.4f (error %+.4f), C %.4f of all; switchyard measured A %.4f B %.4f; %.0f moves; %d submits, flushed %d (%.4f%%): rejected %v, lost %d / %.0f upstream, unsubmitted %v; refused by A %v B %v C %v",
 		p.Name, p.FractionA, p.FractionB, p.ErrorA, p.FractionC, p.Measured[poolA], p.Measured[poolB], p.Moves,
-		p.Submits, p.Flushed, 100*p.FlushedFraction, p.RejectedBy, p.Lost, p.Unsubmitted)
+		p.Submits, p.Flushed, 100*p.FlushedFraction, p.RejectedBy, p.Lost, p.PoolLost, p.Unsubmitted,
+		fmtCounts(p.PoolRejected[poolA]), fmtCounts(p.PoolRejected[poolB]), fmtCounts(p.PoolRejected[poolC]))
 }
 
 // firstSustained returns how long after from the first sample t comes
@@ -891,6 +898,10 @@ type splitReport struct {
 
 	Goals map[string]bool `json:"goals"`
 
+	// Timeline is the pools' credited rate every second from the first
+	// miner ready: seconds since then, then hashes per second of A, B, C.
+	Timeline [][4]float64 `json:"timeline"`
+
 	readyAt, darkAt, returnAt, endAt time.Time
 	steadyRate                       float64
 }
@@ -950,6 +961,7 @@ func (rep *splitReport) finish(r *splitRun) {
 	if !rep.returnAt.IsZero() {
 		rep.Failback = seconds(r.firstView(rep.returnAt, func(v splitView) bool { return v.target[poolA] > 0 }))
 	}
+	rep.Timeline = timeline(ss, rep.readyAt, time.Second)
 	for _, p := range rep.Phases {
 		switch p.Name {
 		case "steady":
@@ -978,6 +990,33 @@ func (rep *splitReport) finish(r *splitRun) {
 		"c_carried_nothing_while_dark": rep.DarkC == 0,
 		"split_returned":               rep.Returned >= 0,
 	}
+}
+
+// timeline returns the credited rate of each pool over every step from
+// from on: [seconds since from, A, B, C] in hashes per second.
+func timeline(ss []creditSample, from time.Time, step time.Duration) [][4]float64 {
+	var out [][4]float64
+	i := 0
+	for i < len(ss) && ss[i].at.Before(from) {
+		i++
+	}
+	for i < len(ss) {
+		j := i + 1
+		for j < len(ss) && ss[j].at.Sub(ss[i].at) < step {
+			j++
+		}
+		if j == len(ss) {
+			break
+		}
+		secs := ss[j].at.Sub(ss[i].at).Seconds()
+		row := [4]float64{math.Round(ss[i].at.Sub(from).Seconds()*10) / 10}
+		for k := range numSplitPools {
+			row[k+1] = (ss[j].credited[k] - ss[i].credited[k]) / secs
+		}
+		out = append(out, row)
+		i = j
+	}
+	return out
 }
 
 // before returns the samples taken before t.

@@ -275,3 +275,24 @@ func TestSplitRun(t *testing.T) {
 		}
 	}
 }
+
+func TestTimeline(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	ss := creditSeries(t0, 5, func(s float64) [numSplitPools]float64 {
+		if s <= 3 {
+			return [numSplitPools]float64{70, 30, 0}
+		}
+		return [numSplitPools]float64{0, 100, 0}
+	})
+	tl := timeline(ss, t0.Add(time.Second), time.Second)
+	if len(tl) != 4 {
+		t.Fatalf("%d rows, want 4: %v", len(tl), tl)
+	}
+	for i, want := range [][4]float64{{0, 70, 30, 0}, {1, 70, 30, 0}, {2, 0, 100, 0}, {3, 0, 100, 0}} {
+		for k := range want {
+			if d := tl[i][k] - want[k]; d > 1e-6 || d < -1e-6 {
+				t.Fatalf("row %d = %v, want %v", i, tl[i], want)
+			}
+		}
+	}
+}
