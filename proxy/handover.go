@@ -458,7 +458,7 @@ func (s *Server) openAdopted(c gnet.Conn, ad *adoption) ([]byte, gnet.Action) {
 		}
 		return nil, gnet.None
 	}
-	if up := m.route.upstream(); m.route.perWorker && up != nil {
+	if up := m.route.upstream(); m.route.perWorker.Load() && up != nil {
 		for _, w := range m.workers {
 			up.Authorize(m.lane.idx, w.upstream)
 		}

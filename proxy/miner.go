@@ -230,7 +230,7 @@ func (m *miner) authorize(out, id []byte) []byte {
 		known = known || x.name == user
 	}
 	if !known {
-		if m.route.perWorker {
+		if m.route.perWorker.Load() {
 			w.upstream = workerSuffix(user)
 		}
 		w.series = m.srv.opts.Workers.Get(user)
@@ -242,7 +242,7 @@ func (m *miner) authorize(out, id []byte) []byte {
 	if first {
 		m.srv.log.Info().Str("remote", m.remote).Str("worker", user).Str("agent", m.userAgent).Msg("miner authorized")
 	}
-	if m.route.perWorker && !known && m.lane != nil {
+	if m.route.perWorker.Load() && !known && m.lane != nil {
 		if up := m.route.upstream(); up != nil {
 			up.Authorize(m.lane.idx, w.upstream)
 		}
@@ -269,7 +269,7 @@ func workerSuffix(name string) string {
 // startMining sends the difficulty and the current job right after the
 // miner is both subscribed and authorized.
 func (m *miner) startMining(out []byte) []byte {
-	if up := m.route.upstream(); m.route.perWorker && up != nil {
+	if up := m.route.upstream(); m.route.perWorker.Load() && up != nil {
 		for _, w := range m.workers {
 			up.Authorize(m.lane.idx, w.upstream)
 		}

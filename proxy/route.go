@@ -21,10 +21,9 @@ import (
 // moving a miner to another pool is a new job from another feed — its
 // prefix, and so its extranonce1, stays.
 type route struct {
-	idx       int
 	name      string
 	srv       *Server
-	perWorker bool
+	perWorker atomic.Bool      // worker_mode = "per-worker"; a reload may change it
 	met       *metrics.Metrics // the route's view (route label curried)
 
 	upMu sync.Mutex
@@ -88,12 +87,13 @@ func (c *shareCounters) init(m *metrics.Metrics) {
 	}
 }
 
-func newRoute(s *Server, idx int, o RouteOptions) *route {
+func newRoute(s *Server, o RouteOptions) *route {
 	met := s.met.ForRoute(o.Name)
-	r := &route{idx: idx, name: o.Name, srv: s, perWorker: o.PerWorker, met: met,
+	r := &route{name: o.Name, srv: s, met: met,
 		pools: map[string]*poolCounters{}, switches: map[int]*pendingSwitch{}, credit: map[string]float64{},
 		miners: met.RouteMiners.WithLabelValues(), moves: met.SplitMoves.WithLabelValues()}
 	r.shares.init(met)
+	r.perWorker.Store(o.PerWorker)
 	return r
 }
 
@@ -396,16 +396,16 @@ func (s *Server) newTable(old *routeTable, ros []RouteOptions, lr []int, fn func
 	}
 	s.pendingMu.Lock()
 	defer s.pendingMu.Unlock()
-	for i, ro := range ros {
+	for _, ro := range ros {
 		r := byName[ro.Name]
 		if r == nil {
 			r = s.pending[ro.Name]
 			delete(s.pending, ro.Name)
 		}
 		if r == nil {
-			r = newRoute(s, i, ro)
+			r = newRoute(s, ro)
 		}
-		r.idx, r.perWorker = i, ro.PerWorker
+		r.perWorker.Store(ro.PerWorker)
 		t.routes = append(t.routes, r)
 	}
 	return t
@@ -491,7 +491,7 @@ func (s *Server) NewRoute(ro RouteOptions) upstream.Sink {
 	if r := s.pending[ro.Name]; r != nil {
 		return r
 	}
-	r := newRoute(s, -1, ro)
+	r := newRoute(s, ro)
 	if s.pending == nil {
 		s.pending = map[string]*route{}
 	}
@@ -528,7 +528,7 @@ func (m *miner) reroute(r *route) {
 	m.route.leave()
 	m.route = r
 	r.join()
-	if up := r.upstream(); up != nil && r.perWorker {
+	if up := r.upstream(); up != nil && r.perWorker.Load() {
 		for i := range m.workers {
 			w := &m.workers[i]
 			if w.upstream == "" {
@@ -536,7 +536,7 @@ func (m *miner) reroute(r *route) {
 			}
 			up.Authorize(m.lane.idx, w.upstream)
 		}
-	} else if !r.perWorker {
+	} else if !r.perWorker.Load() {
 		for i := range m.workers {
 			m.workers[i].upstream, m.workers[i].full, m.workers[i].fullPool = "", "", ""
 		}
