@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -227,6 +228,7 @@ type splitRun struct {
 	classes   []sim.MinerClass
 	start     time.Time
 	pools     [numSplitPools]*sim.Pool
+	refused   [numSplitPools]*refusedBook
 	fleet     *sim.Fleet
 	client    *http.Client
 	http      string // switchyard's metrics address
@@ -320,9 +322,10 @@ func (r *splitRun) logf(format string, args ...any) {
 
 func (r *splitRun) startPools(log zerolog.Logger) error {
 	for i := range r.pools {
+		r.refused[i] = &refusedBook{}
 		p, err := sim.StartPool(sim.PoolConfig{
 			Difficulty: r.o.diff, Vardiff: sim.Vardiff{Off: true}, Extranonce1Size: 4, Extranonce2Size: 8,
-			JobInterval: r.o.jobInterval, CleanEvery: 1,
+			JobInterval: r.o.jobInterval, CleanEvery: 1, Ledger: r.refused[i],
 			Log: log.With().Str("pool", splitPoolNames[i]).Logger(),
 		})
 		if err != nil {
@@ -1019,6 +1022,30 @@ func timeline(ss []creditSample, from time.Time, step time.Duration) [][4]float6
 	return out
 }
 
+// refusedBook is a pool ledger that keeps only the shares the pool
+// refused (sim.LedgerEntry lines, one per Write), to place them in time.
+type refusedBook struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+var refusedMark = []byte(`"result":"` + sim.ResultRejected + `"`)
+
+func (b *refusedBook) Write(p []byte) (int, error) {
+	if bytes.Contains(p, refusedMark) {
+		b.mu.Lock()
+		b.buf = append(b.buf, p...)
+		b.mu.Unlock()
+	}
+	return len(p), nil
+}
+
+func (b *refusedBook) lines() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.buf)
+}
+
 // before returns the samples taken before t.
 func before(ss []creditSample, t time.Time) []creditSample {
 	i, _ := slices.BinarySearchFunc(ss, t, func(s creditSample, t time.Time) int { return s.at.Compare(t) })
@@ -1029,6 +1056,15 @@ func (r *splitRun) write(rep *splitReport) error {
 	b, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
 		return err
+	}
+	for i, rb := range r.refused {
+		if lines := rb.lines(); len(lines) > 0 {
+			path := filepath.Join(r.dir, "refused-"+splitPoolNames[i]+".jsonl")
+			if err := os.WriteFile(path, lines, 0o644); err != nil {
+				return err
+			}
+			r.logf("%s refused %d shares switchyard forwarded: %s", splitPoolNames[i], bytes.Count(lines, []byte{'\n'}), path)
+		}
 	}
 	path := filepath.Join(r.dir, "split.json")
 	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
