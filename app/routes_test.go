@@ -360,3 +360,20 @@ func TestReloadSplitAndRoutes(t *testing.T) {
 		waitFor(t, 5*time.Second, "a verdict on every share of route "+route, func() bool { return fwd() == verdicts() })
 	}
 }
+
+// TestSplitWithoutRoutes: without [[route]], pools of one priority with
+// weights split the one default route's miners as well.
+func TestSplitWithoutRoutes(t *testing.T) {
+	r := newRigOpts(t, 2, nil, func(c *config.Config) {
+		c.Pools[0].Weight, c.Pools[1].Weight = 1, 1
+	}, app.WithSplitEvery(200*time.Millisecond))
+	f := r.fleetAt(r.app.MinerAddr(), "rig", 10, 10)
+	waitFor(t, 15*time.Second, "both pools mining", func() bool {
+		return r.pools[0].Stats().Accepted >= 100 && r.pools[1].Stats().Accepted >= 100
+	})
+	st, ok := routeOf(r.app.Status(), "default")
+	if !ok || len(st.Split) != 2 || st.Split[0].Target != 0.5 {
+		t.Errorf("default route's split %+v, want two pools at 0.5", st.Split)
+	}
+	r.checkRouteBooks("default", f)
+}
