@@ -458,23 +458,28 @@ func (a *App) sampleHistory(ctx context.Context) {
 func Pools(cfg *config.Config) ([]upstream.Pool, error) {
 	var out []upstream.Pool
 	for _, p := range cfg.Pools {
-		out = append(out, upstream.Pool{
-			Name:          p.Name,
-			URL:           p.URL,
-			User:          p.User,
-			Password:      p.Password,
-			Bind:          p.Bind,
-			Interface:     p.Interface,
-			SOCKS5:        p.SOCKS5,
-			TLSSkipVerify: p.TLSSkipVerify,
-			TLSCAFile:     p.TLSCAFile,
-			TLSPinSHA256:  p.TLSPinSHA256,
-		})
+		out = append(out, upstreamPool(p))
 	}
 	if len(out) == 0 {
 		return nil, errors.New("no [[pool]] configured")
 	}
 	return out, nil
+}
+
+// upstreamPool maps one [[pool]] table to how to reach the pool.
+func upstreamPool(p config.Pool) upstream.Pool {
+	return upstream.Pool{
+		Name:          p.Name,
+		URL:           p.URL,
+		User:          p.User,
+		Password:      p.Password,
+		Bind:          p.Bind,
+		Interface:     p.Interface,
+		SOCKS5:        p.SOCKS5,
+		TLSSkipVerify: p.TLSSkipVerify,
+		TLSCAFile:     p.TLSCAFile,
+		TLSPinSHA256:  p.TLSPinSHA256,
+	}
 }
 
 // ManagerOptions maps [failover] to the pool manager's options.

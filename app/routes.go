@@ -24,20 +24,9 @@ func RoutePools(spec config.RouteSpec) []upstream.Pool {
 	var out []upstream.Pool
 	for t, tier := range spec.Tiers() {
 		for _, p := range tier {
-			out = append(out, upstream.Pool{
-				Name:          p.Name,
-				URL:           p.URL,
-				User:          p.User,
-				Password:      p.Password,
-				Bind:          p.Bind,
-				Interface:     p.Interface,
-				SOCKS5:        p.SOCKS5,
-				TLSSkipVerify: p.TLSSkipVerify,
-				TLSCAFile:     p.TLSCAFile,
-				TLSPinSHA256:  p.TLSPinSHA256,
-				Tier:          t,
-				Weight:        p.Weight,
-			})
+			up := upstreamPool(p)
+			up.Tier, up.Weight = t, p.Weight
+			out = append(out, up)
 		}
 	}
 	return out

@@ -593,7 +593,18 @@ func (s *Server) LaneCount() int {
 // sweepLoop enforces the subscribe/authorize deadline and runs vardiff for
 // miners that stopped sending shares.
 func (s *Server) sweepLoop(ctx context.Context) {
-	t := time.NewTicker(time.Second)
+	s.every(ctx, time.Second, func(now time.Time) {
+		s.eachLoop(func(lp *loop) {
+			for m := range lp.miners {
+				m.sweep(now)
+			}
+		})
+	})
+}
+
+// every calls fn every d until ctx is done or the server stopped.
+func (s *Server) every(ctx context.Context, d time.Duration, fn func(now time.Time)) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
@@ -602,11 +613,7 @@ func (s *Server) sweepLoop(ctx context.Context) {
 		case <-s.stopped:
 			return
 		case now := <-t.C:
-			s.eachLoop(func(lp *loop) {
-				for m := range lp.miners {
-					m.sweep(now)
-				}
-			})
+			fn(now)
 		}
 	}
 }
