@@ -85,6 +85,9 @@ func (s *Server) publish(r *route, idx int, sess *upstream.Session, j *upstream.
 		return
 	}
 	lj.stales = stales
+	if ss := r.set.Load(); prev == nil && ss != nil && len(ss.shares) > 1 {
+		s.kickSplit() // a pool joined the split: its miners move now, not at the next tick
+	}
 	r.allDown.Store(false)
 	s.allDownRoutes()
 	f.publish(lj)

@@ -241,7 +241,7 @@ func (r *route) serve(shares []upstream.Share, implicit bool) {
 			}
 		}
 	}
-	r.restartSplit(ss)
+	s.kickSplit() // the split is measured afresh from its first balance
 	// A switch to a pool already serving completes with this pass; one to
 	// a pool whose work has not come yet completes with its first job.
 	sws := map[int]*pendingSwitch{}

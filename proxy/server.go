@@ -55,6 +55,7 @@ type Server struct {
 	// routes are the routes miners are matched to (Options.Routes);
 	// unrouted counts the shares of miners not matched yet.
 	unroutedOnce sync.Once
+	splitNow     chan struct{} // kickSplit
 	table        atomic.Pointer[routeTable]
 	pendingMu    sync.Mutex
 	pending      map[string]*route // routes added by NewRoute, not yet in force
@@ -103,13 +104,14 @@ func New(opts Options, up Upstream) *Server {
 		opts.Metrics = metrics.New(prometheus.NewRegistry())
 	}
 	s := &Server{
-		opts:    opts,
-		log:     opts.Log.With().Str("component", "proxy").Logger(),
-		met:     opts.Metrics,
-		started: make(chan struct{}),
-		stopped: make(chan struct{}),
-		loops:   map[gnet.EventLoop]*loop{},
-		perIP:   map[string]int{},
+		opts:     opts,
+		log:      opts.Log.With().Str("component", "proxy").Logger(),
+		met:      opts.Metrics,
+		started:  make(chan struct{}),
+		stopped:  make(chan struct{}),
+		loops:    map[gnet.EventLoop]*loop{},
+		perIP:    map[string]int{},
+		splitNow: make(chan struct{}, 1),
 	}
 	s.ctr.init(s.met)
 	s.table.Store(s.newTable(nil, opts.Routes, opts.ListenerRoute, opts.Route))

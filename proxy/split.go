@@ -46,19 +46,32 @@ const estWindow = 5 * time.Minute
 // serving set last changed, what each pool had credited then (the
 // measure starts there), and the latest view for the status.
 type splitState struct {
+	set   *servingSet // the serving set the measure is for
 	since time.Time
 	base  map[string]float64
 	view  RouteSplit
 }
 
-// restartSplit starts measuring the split afresh for serving set ss.
-func (r *route) restartSplit(ss *servingSet) {
-	r.creditMu.Lock()
-	defer r.creditMu.Unlock()
-	r.split.since = ss.since
+// restartSplit starts measuring the split afresh for serving set ss, at
+// the first balance after the set changed (so that what the pools
+// credited before the miners moved is not owed to anyone). Pools no
+// longer serving read 0. Called with r.creditMu held.
+func (r *route) restartSplit(ss *servingSet, now time.Time) {
+	r.split.set, r.split.since = ss, now
 	r.split.base = make(map[string]float64, len(r.credit))
 	for p, c := range r.credit {
 		r.split.base[p] = c
+		if ss.weight(p) == 0 {
+			r.met.SplitMeasured.WithLabelValues(p).Set(0)
+		}
+	}
+}
+
+// kickSplit has the controller balance at once (after Serve).
+func (s *Server) kickSplit() {
+	select {
+	case s.splitNow <- struct{}{}:
+	default:
 	}
 }
 
@@ -113,7 +126,20 @@ type minerLoad struct {
 
 // splitLoop runs the split controller every SplitEvery until ctx is done.
 func (s *Server) splitLoop(ctx context.Context) {
-	s.every(ctx, s.opts.SplitEvery, func(now time.Time) { s.splitTick(ctx, now) })
+	t := time.NewTicker(s.opts.SplitEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.stopped:
+			return
+		case now := <-t.C:
+			s.splitTick(ctx, now)
+		case <-s.splitNow:
+			s.splitTick(ctx, time.Now())
+		}
+	}
 }
 
 // splitTick reads every routed miner's load on its loop, then balances
@@ -218,6 +244,9 @@ func (r *route) balance(miners []minerLoad, now time.Time) {
 		total += ml.rate
 	}
 	r.creditMu.Lock()
+	if r.split.set != ss {
+		r.restartSplit(ss, now)
+	}
 	credited := make([]float64, k)
 	sum := 0.0
 	for i, sh := range ss.shares {
