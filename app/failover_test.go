@@ -45,8 +45,10 @@ func faultCases(failback time.Duration) []faultCase {
 		slack = 2
 	}
 	return []faultCase{
+		// A closed pool is seen on the read (eof, a reset) or, when a
+		// share goes out first, on the write (the reset comes back there).
 		{name: "close", fault: sim.Fault{Mode: sim.FaultClose},
-			reasons: []string{"eof", "read_error"}, detect: slack * time.Second, hold: failback + time.Second},
+			reasons: []string{"eof", "read_error", "write_error"}, detect: slack * time.Second, hold: failback + time.Second},
 		// Submit timeout 1s: suspect (and switched away) after 1s, down after 2s.
 		{name: "blackhole", fault: sim.Fault{Mode: sim.FaultBlackhole},
 			reasons: []string{"submit_timeout"}, detect: slack * 3 * time.Second, hold: failback + time.Second},
