@@ -595,7 +595,7 @@ func (s *Server) LaneCount() int {
 // sweepLoop enforces the subscribe/authorize deadline and runs vardiff for
 // miners that stopped sending shares.
 func (s *Server) sweepLoop(ctx context.Context) {
-	s.every(ctx, time.Second, func(now time.Time) {
+	s.every(ctx, time.Second, nil, func(now time.Time) {
 		s.eachLoop(func(lp *loop) {
 			for m := range lp.miners {
 				m.sweep(now)
@@ -604,8 +604,9 @@ func (s *Server) sweepLoop(ctx context.Context) {
 	})
 }
 
-// every calls fn every d until ctx is done or the server stopped.
-func (s *Server) every(ctx context.Context, d time.Duration, fn func(now time.Time)) {
+// every calls fn every d, and at once on each kick (nil: none), until ctx
+// is done or the server stopped.
+func (s *Server) every(ctx context.Context, d time.Duration, kick <-chan struct{}, fn func(now time.Time)) {
 	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
@@ -616,6 +617,8 @@ func (s *Server) every(ctx context.Context, d time.Duration, fn func(now time.Ti
 			return
 		case now := <-t.C:
 			fn(now)
+		case <-kick:
+			fn(time.Now())
 		}
 	}
 }

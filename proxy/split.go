@@ -126,20 +126,7 @@ type minerLoad struct {
 
 // splitLoop runs the split controller every SplitEvery until ctx is done.
 func (s *Server) splitLoop(ctx context.Context) {
-	t := time.NewTicker(s.opts.SplitEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.stopped:
-			return
-		case now := <-t.C:
-			s.splitTick(ctx, now)
-		case <-s.splitNow:
-			s.splitTick(ctx, time.Now())
-		}
-	}
+	s.every(ctx, s.opts.SplitEvery, s.splitNow, func(now time.Time) { s.splitTick(ctx, now) })
 }
 
 // splitTick reads every routed miner's load on its loop, then balances

@@ -390,18 +390,7 @@ func (r *creditRun) phases(ctx context.Context, log zerolog.Logger) ([]creditPha
 }
 
 func (r *creditRun) waitFor(ctx context.Context, within time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return false
-		}
-		select {
-		case <-r.exited:
-			return false
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	return true
+	return waitUntil(ctx, r.exited, within, cond)
 }
 
 func (r *creditRun) waitActive(ctx context.Context, pool string, within time.Duration) bool {
@@ -1149,4 +1138,21 @@ func (t *blockTap) close() {
 		_ = t.ln.Close()
 	}
 	t.wg.Wait()
+}
+
+// waitUntil polls cond every 100 ms until it holds (true), or within has
+// passed, ctx is done or exited is closed (false).
+func waitUntil(ctx context.Context, exited <-chan struct{}, within time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		select {
+		case <-exited:
+			return false
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return true
 }

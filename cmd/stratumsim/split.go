@@ -406,18 +406,7 @@ func (r *splitRun) live(m metricSet, pool int) bool {
 func (r *splitRun) scrape() (metricSet, error) { return scrapeMetrics(r.client, r.http) }
 
 func (r *splitRun) waitFor(ctx context.Context, within time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return false
-		}
-		select {
-		case <-r.exited:
-			return false
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	return true
+	return waitUntil(ctx, r.exited, within, cond)
 }
 
 // sample records the pools' credited work every 100 ms, and switchyard's
