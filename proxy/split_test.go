@@ -5,6 +5,12 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"switchyard/metrics"
+	"switchyard/upstream"
 )
 
 // simulateSplit runs the split controller's arithmetic (desired, then
@@ -164,5 +170,23 @@ func BenchmarkPlanMoves(b *testing.B) {
 			}
 			b.ReportMetric(float64(moves), "moves")
 		})
+	}
+}
+
+// TestSplitMeasureStartsAtBalance: what the pools credit between a new
+// serving set and the controller's first balance for it (before any miner
+// moved) is nobody's debt: the measure starts at that balance.
+func TestSplitMeasureStartsAtBalance(t *testing.T) {
+	s := New(Options{Log: zerolog.Nop(), Metrics: metrics.New(prometheus.NewRegistry())}, nil)
+	r := s.routeList()[0]
+	r.Serve([]upstream.Share{{Pool: "a", Weight: 70}, {Pool: "b", Weight: 30}})
+	r.creditMu.Lock()
+	r.credit["b"] += 100 // b's miners still on it: they move at the balance
+	r.creditMu.Unlock()
+	r.balance(nil, time.Now())
+	for _, p := range s.Splits()[0].Pools {
+		if p.Credited != 0 {
+			t.Errorf("%s credited %v since the split began, want 0: the gap before the first balance counted", p.Pool, p.Credited)
+		}
 	}
 }
