@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"switchyard/config"
+	"switchyard/internal/testkit"
 	"switchyard/sim"
 	"switchyard/stratum"
 )
@@ -54,6 +55,7 @@ func TestDarkFastPoolLeftAtItsDeadline(t *testing.T) {
 	n := fleetSize()
 	fleet := r.startFleet(n, nil)
 	r.waitMining(fleet, 0, n)
+	r.waitDeadline("p0", 500*time.Millisecond)
 	if err := r.pools[0].SetFault(sim.Fault{Mode: sim.FaultBlackhole}); err != nil {
 		t.Fatal(err)
 	}
@@ -121,19 +123,22 @@ func TestFalseAlarmReturnsAtOnce(t *testing.T) {
 	n := fleetSize()
 	fleet := r.startFleet(n, nil)
 	r.waitMining(fleet, 0, n)
+	r.waitDeadline("p0", 600*time.Millisecond) // so the stall outlasts it
 	w := r.watch()
 	t0 := time.Now()
 	links[0].Stall(1200 * time.Millisecond)
 	// The spell on p1 can be shorter than a poll of the active pool: the
 	// switch is read from the timeline, which records every one.
-	waitFor(t, 5*time.Second, "a switch to p1", func() bool {
+	if !testkit.Poll(5*time.Second, func() bool {
 		for _, e := range r.app.Status().Timeline {
 			if e.To == "p1" && e.At.After(t0) {
 				return true
 			}
 		}
 		return false
-	})
+	}) {
+		t.Fatalf("no switch to p1 within 5s of the stall; pools %+v", r.app.Pools.Status())
+	}
 	r.waitActive("p0", 5*time.Second)
 	back, _ := w.firstTo("p0", t0)
 	t.Logf("timeline after the stall:\n%s\nminers back on p0 %v after it began", w, back.at.Sub(t0).Round(time.Millisecond))

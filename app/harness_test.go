@@ -132,6 +132,23 @@ func (r *rig) waitActive(name string, within time.Duration) {
 	waitFor(r.t, within, "active pool "+name, func() bool { return r.app.Pools.Active() == name })
 }
 
+// waitDeadline waits until every session of pool name holds shares to a
+// learned deadline of at most d. A test that makes a pool late by less
+// than submit_timeout waits for this first: a busy machine's slow answers
+// can hold the deadline above the spell, and then nothing is late.
+func (r *rig) waitDeadline(name string, d time.Duration) {
+	r.t.Helper()
+	want := float64(d) / float64(time.Millisecond)
+	waitFor(r.t, 20*time.Second, fmt.Sprintf("%s's submit deadline at most %v", name, d), func() bool {
+		for _, p := range r.app.Pools.Status() {
+			if p.Name == name {
+				return p.Sessions > 0 && p.SubmitDeadlineMS > 0 && p.SubmitDeadlineMS <= want
+			}
+		}
+		return false
+	})
+}
+
 // counter reads a switchyard counter by metric name and labels.
 func (r *rig) counter(name string, labels ...string) float64 {
 	r.t.Helper()

@@ -278,6 +278,10 @@ type PoolStatus struct {
 	Reason    string    `json:"reason,omitempty"` // why it is not live: a Cause's label
 	Detail    string    `json:"detail,omitempty"` // what the session knew of it ("connection refused")
 	LastJob   time.Time `json:"last_job,omitzero"`
+	// SubmitDeadlineMS is the longest learned submit deadline in force
+	// among the pool's sessions: a share unanswered this long makes the
+	// pool suspect (see failover.submit_timeout_min).
+	SubmitDeadlineMS float64 `json:"submit_deadline_ms,omitempty"`
 }
 
 // Status reports every pool.
@@ -299,6 +303,7 @@ func (m *Manager) Status() []PoolStatus {
 			if j := s.Current(); j != nil && j.Received.After(ps.LastJob) {
 				ps.LastJob = j.Received
 			}
+			ps.SubmitDeadlineMS = max(ps.SubmitDeadlineMS, float64(s.Deadline())/float64(time.Millisecond))
 		}
 		out = append(out, ps)
 	}
