@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"math"
+	"slices"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -115,6 +116,81 @@ func TestSplitConverges(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSplitFewMinersShortTurns: one miner makes 10/14 of a 70/30 route's
+// hashrate, four make the rest. No whole-miner placement is 70/30, so a
+// miner takes turns on the other pool; over an hour of exact credit (no
+// luck) the turns are short enough that every 10-minute window is within
+// a point of 70/30 and no minute falls below 58 % on A. (A minute's
+// horizon took one 45-s turn every 25 minutes: minutes at 39 %, 10-minute
+// windows 1.8 points off.)
+func TestSplitFewMinersShortTurns(t *testing.T) {
+	rates := []float64{10, 1, 1, 1, 1}
+	w := []float64{0.7, 0.3}
+	pool := []int{0, 1, 1, 1, 1} // 71.4/28.6, the nearest whole-miner split
+	credited := make([]float64, 2)
+	dt := (5 * time.Second).Seconds()
+	var minutes []float64
+	var a, all float64
+	var turns []int // ticks the big miner spent on B, per turn
+	for tick := range 12 * 60 {
+		load, on := make([]float64, 2), make([][]int, 2)
+		for i, p := range pool {
+			load[p] += rates[i]
+			on[p] = append(on[p], i)
+		}
+		for _, m := range planMoves(rates, on, load, desired(w, credited, credited[0]+credited[1], 14), 14) {
+			pool[m.i] = m.to
+		}
+		if pool[0] == 1 {
+			if len(turns) == 0 || turns[len(turns)-1] < 0 {
+				turns = append(turns, 0)
+			}
+			turns[len(turns)-1]++
+		} else if len(turns) > 0 && turns[len(turns)-1] > 0 {
+			turns = append(turns, -1) // a turn ended
+		}
+		for i, p := range pool {
+			credited[p] += rates[i] * dt
+			if p == 0 {
+				a += rates[i] * dt
+			}
+			all += rates[i] * dt
+		}
+		if tick%12 == 11 {
+			minutes = append(minutes, a/all)
+			a, all = 0, 0
+		}
+	}
+	n := 0
+	for _, tt := range turns {
+		if tt > 0 {
+			n++
+			if tt*5 > 30 {
+				t.Errorf("the big miner spent %d s on B in one turn", tt*5)
+			}
+		}
+	}
+	if n < 3 {
+		t.Errorf("%d turns on B in an hour: the split is held by too few", n)
+	}
+	for i, f := range minutes {
+		if f < 0.58 || f > 0.73 {
+			t.Errorf("minute %d: A %.3f", i, f)
+		}
+	}
+	for i := 0; i+10 <= len(minutes); i++ {
+		s := 0.0
+		for _, f := range minutes[i : i+10] {
+			s += f
+		}
+		if d := math.Abs(s/10 - 0.7); d > 0.01 {
+			t.Errorf("minutes %d-%d: A %.4f, off 70/30 by %.4f", i, i+10, s/10, d)
+		}
+	}
+	f := credited[0] / (credited[0] + credited[1])
+	t.Logf("an hour: A %.4f; %d turns on B (ticks of 5 s, -1 ends one: %v); minutes %.3f..%.3f", f, n, turns, slices.Min(minutes), slices.Max(minutes))
 }
 
 // TestPlanMovesWholeMiners: with loads already at their targets nothing
