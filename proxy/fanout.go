@@ -13,8 +13,9 @@ import (
 // switch timing and the "no pool is live" handling beside it.
 
 // pendingSwitch times a failover from the first sign of darkness to the new
-// pool's job reaching the miners.
+// pool's job reaching the miners (or, into a split, to the miners' moves).
 type pendingSwitch struct {
+	pool  string
 	since time.Time
 	loops atomic.Int32
 	done  func(d time.Duration)
@@ -94,7 +95,10 @@ func (s *Server) publish(r *route, idx int, sess *upstream.Session, j *upstream.
 	s.log.Debug().Str("route", r.name).Str("pool", lj.pool).Int("lane", idx).Str("job_id", lj.idHex).Str("pool_job_id", j.Notify.JobID).
 		Bool("clean", lj.clean).Bool("stales", stales).Float64("difficulty", lj.diff).Msg("job")
 
-	sw := r.takeSwitch(idx)
+	var sw *pendingSwitch
+	if ss := r.set.Load(); ss == nil || len(ss.shares) < 2 {
+		sw = r.takeSwitch(idx, pool)
+	} // into a split, the switch completes with the moves (route.balance)
 	n := s.loopCount()
 	lj.unsent.Store(n)
 	if sw != nil {
@@ -155,8 +159,8 @@ type fanout struct {
 // TimeSwitch arranges for done to be called with the time from since until
 // lane idx's next job has been written to all its miners (the first
 // route's; see route.TimeSwitch).
-func (s *Server) TimeSwitch(idx int, since time.Time, done func(time.Duration)) {
-	s.routeList()[0].TimeSwitch(idx, since, done)
+func (s *Server) TimeSwitch(idx int, pool string, since time.Time, done func(time.Duration)) {
+	s.routeList()[0].TimeSwitch(idx, pool, since, done)
 }
 
 // AllDown handles "no pool is live" for the first route (see route.AllDown).

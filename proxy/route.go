@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -243,11 +244,12 @@ func (r *route) serve(shares []upstream.Share, implicit bool) {
 	}
 	s.kickSplit() // the split is measured afresh from its first balance
 	// A switch to a pool already serving completes with this pass; one to
-	// a pool whose work has not come yet completes with its first job.
+	// a pool whose work has not come yet completes with its first job;
+	// one into a split, with the controller's moves (balance).
 	sws := map[int]*pendingSwitch{}
 	r.switchMu.Lock()
 	for lane, sw := range r.switches {
-		if r.hasWork(s.lane(lane)) {
+		if len(shares) == 1 && r.hasWork(s.lane(lane)) {
 			sws[lane] = sw
 			delete(r.switches, lane)
 		}
@@ -331,20 +333,49 @@ func (r *route) Publish(idx int, sess *upstream.Session, j *upstream.Job, switch
 }
 
 // TimeSwitch arranges for done to be called with the time from since until
-// lane idx's miners of the route have work from the pool they moved to.
-func (r *route) TimeSwitch(idx int, since time.Time, done func(time.Duration)) {
+// lane idx's miners of the route have work from pool: its next job has
+// been written to them, or, when pool joined a split, the controller's
+// first balance with pool's work on the lane has moved its miners.
+func (r *route) TimeSwitch(idx int, pool string, since time.Time, done func(time.Duration)) {
 	r.switchMu.Lock()
-	r.switches[idx] = &pendingSwitch{since: since, done: done}
+	r.switches[idx] = &pendingSwitch{pool: pool, since: since, done: done}
 	r.switchMu.Unlock()
 }
 
-// takeSwitch removes and returns the pending switch of lane idx, if any.
-func (r *route) takeSwitch(idx int) *pendingSwitch {
+// takeSwitch removes and returns the pending switch of lane idx to pool,
+// if any.
+func (r *route) takeSwitch(idx int, pool string) *pendingSwitch {
 	r.switchMu.Lock()
 	defer r.switchMu.Unlock()
 	sw := r.switches[idx]
+	if sw == nil || sw.pool != pool {
+		return nil
+	}
 	delete(r.switches, idx)
 	return sw
+}
+
+// takeSplitSwitches removes and returns the pending switches whose pool
+// has work on their lane: into a split, they complete once the balance
+// that follows has moved its miners.
+func (r *route) takeSplitSwitches() []*pendingSwitch {
+	r.switchMu.Lock()
+	pending := maps.Clone(r.switches)
+	r.switchMu.Unlock()
+	var out []*pendingSwitch
+	for idx, sw := range pending {
+		f := r.srv.lane(idx).feed(r, sw.pool)
+		if !f.serving.Load() || f.cur.Load() == nil {
+			continue
+		}
+		r.switchMu.Lock()
+		if r.switches[idx] == sw {
+			delete(r.switches, idx)
+			out = append(out, sw)
+		}
+		r.switchMu.Unlock()
+	}
+	return out
 }
 
 // AllDown handles "no pool of the route is live": with

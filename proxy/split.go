@@ -254,10 +254,18 @@ func (r *route) balance(miners []minerLoad, now time.Time) {
 			w[i] = float64(sh.Weight) / float64(ss.total)
 		}
 	}
+	// Switches into the split whose pool has work complete once this
+	// balance's moves are made.
+	var sws []*pendingSwitch
+	if k > 1 {
+		sws = r.takeSplitSwitches()
+	}
 	moves := 0
 	if k > 1 && total > 0 {
 		want := desired(w, credited, sum, total)
-		moves = r.rebalance(miners, on, load, want, total)
+		moves = r.rebalance(miners, on, load, want, total, sws)
+	} else {
+		completeSwitches(sws, 0)
 	}
 
 	view := RouteSplit{Since: since, Moves: 0}
@@ -389,15 +397,37 @@ func planMoves(rates []float64, on [][]int, load, want []float64, total float64)
 // fineMoves bounds the single moves planMoves makes in one call.
 const fineMoves = 64
 
+// completeSwitches readies sws to complete after n more steps (each a
+// countDown), or now when n is 0.
+func completeSwitches(sws []*pendingSwitch, n int) {
+	for _, sw := range sws {
+		if n == 0 {
+			sw.done(time.Since(sw.since))
+		}
+		sw.loops.Store(int32(n))
+	}
+}
+
+// countDown is one step towards completing sws.
+func countDown(sws []*pendingSwitch) {
+	for _, sw := range sws {
+		if sw.loops.Add(-1) == 0 {
+			sw.done(time.Since(sw.since))
+		}
+	}
+}
+
 // rebalance plans the moves (planMoves) and has each miner's loop carry
-// them out; it returns how many it planned.
-func (r *route) rebalance(miners []minerLoad, on [][]int, load, want []float64, total float64) int {
+// them out; it returns how many it planned. The switches sws complete once
+// every loop has made its moves.
+func (r *route) rebalance(miners []minerLoad, on [][]int, load, want []float64, total float64, sws []*pendingSwitch) int {
 	rates := make([]float64, len(miners))
 	for i, ml := range miners {
 		rates[i] = ml.rate
 	}
 	mv := planMoves(rates, on, load, want, total)
 	if len(mv) == 0 {
+		completeSwitches(sws, 0)
 		return 0
 	}
 	ss := r.set.Load()
@@ -405,9 +435,11 @@ func (r *route) rebalance(miners []minerLoad, on [][]int, load, want []float64, 
 	for _, m := range mv {
 		byLoop[miners[m.i].lp] = append(byLoop[miners[m.i].lp], m)
 	}
+	completeSwitches(sws, len(byLoop))
 	for lp, ms := range byLoop {
 		lp, ms := lp, ms
 		err := lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			defer countDown(sws)
 			for _, m := range ms {
 				ml := miners[m.i]
 				if _, ok := lp.miners[ml.m]; !ok || ml.m.feed != ml.feed {
@@ -422,8 +454,11 @@ func (r *route) rebalance(miners []minerLoad, on [][]int, load, want []float64, 
 			}
 			return nil
 		}))
-		if err != nil && !r.srv.draining.Load() {
-			r.srv.log.Warn().Err(err).Msg("event loop refused work")
+		if err != nil {
+			countDown(sws)
+			if !r.srv.draining.Load() {
+				r.srv.log.Warn().Err(err).Msg("event loop refused work")
+			}
 		}
 	}
 	return len(mv)

@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"switchyard/metrics"
+	"switchyard/stratum"
 	"switchyard/upstream"
 )
 
@@ -264,5 +265,68 @@ func TestSplitMeasureStartsAtBalance(t *testing.T) {
 		if p.Credited != 0 {
 			t.Errorf("%s credited %v since the split began, want 0: the gap before the first balance counted", p.Pool, p.Credited)
 		}
+	}
+}
+
+// TestSplitSwitchCompletesWithMoves: a switch is complete when the miners
+// have the new pool's work. A failover to a pool alone: at its first job,
+// not at a job the old pool sends meanwhile. A failback that brings a
+// pool into a split is complete once the controller's balance with that pool's work
+// has moved its miners, not when the pool that still serves sends a job,
+// nor at the joining pool's first job (which reaches no miner until
+// some move to it).
+func TestSplitSwitchCompletesWithMoves(t *testing.T) {
+	s := New(Options{Log: zerolog.Nop(), Metrics: metrics.New(prometheus.NewRegistry()), MinerExtranonce2Size: 4}, nil)
+	r := s.routeList()[0]
+	job := func(id string) *upstream.Job {
+		n := &stratum.Notify{JobID: id, Version: 0x20000000, NBits: 0x17034219, NTime: uint32(time.Now().Unix()),
+			Coinb1: make([]byte, 60), Coinb2: make([]byte, 40)}
+		return &upstream.Job{Notify: n, Difficulty: 1, Extranonce1: []byte{1, 2, 3, 4}, Extranonce2Size: 8, Received: time.Now()}
+	}
+	sess := func(pool string) *upstream.Session {
+		return upstream.NewSession(upstream.Pool{Name: pool, URL: "stratum+tcp://127.0.0.1:1", User: "u"}, 0, upstream.Options{Log: zerolog.Nop()}, nopHandler{})
+	}
+	a, b := sess("a"), sess("b")
+	done := 0
+	// A failover from a to b: complete with b's first job, not with a
+	// job a sends meanwhile.
+	r.Serve([]upstream.Share{{Pool: "a", Weight: 70}})
+	r.Publish(0, a, job("a0"), true)
+	r.TimeSwitch(0, "b", time.Now(), func(time.Duration) { done++ })
+	r.Serve([]upstream.Share{{Pool: "b", Weight: 30}}) // a dark: b alone
+	r.Publish(0, a, job("a00"), false)
+	if done != 0 {
+		t.Fatal("the failover to b completed with a job of a")
+	}
+	r.Publish(0, b, job("b1"), true)
+	if done != 1 {
+		t.Fatalf("the failover to b completed %d times at b's first job, want once", done)
+	}
+
+	done = 0
+	r.TimeSwitch(0, "a", time.Now(), func(time.Duration) { done++ }) // a's failback
+	r.Serve([]upstream.Share{{Pool: "a", Weight: 70}, {Pool: "b", Weight: 30}})
+	if done != 0 {
+		t.Fatal("the failback into the split completed when the split was named, before a had work")
+	}
+	r.Publish(0, b, job("b2"), false)
+	if done != 0 {
+		t.Fatal("the failback to a completed with a job of b")
+	}
+	r.balance(nil, time.Now())
+	if done != 0 {
+		t.Fatal("the failback to a completed at a balance before a had work on the lane")
+	}
+	r.Publish(0, a, job("a1"), true)
+	if done != 0 {
+		t.Fatal("the failback to a completed at a's first job, before any miner moved to it")
+	}
+	r.balance(nil, time.Now())
+	if done != 1 {
+		t.Fatalf("after the balance with a's work: switch completed %d times, want once", done)
+	}
+	r.balance(nil, time.Now())
+	if done != 1 {
+		t.Fatalf("switch completed %d times, want once", done)
 	}
 }

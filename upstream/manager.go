@@ -21,9 +21,11 @@ type Sink interface {
 	Verdict(s *Session, r *Verdict)
 	// AllDown reports that no pool is live.
 	AllDown()
-	// TimeSwitch asks for done to be called once lane's next job has
-	// reached its miners, with the time elapsed since since.
-	TimeSwitch(lane int, since time.Time, done func(time.Duration))
+	// TimeSwitch asks for done to be called, with the time elapsed since
+	// since, once lane's miners have work from pool: its next job has
+	// reached them, or, when pool joins a split, the miners it is to get
+	// have moved to it.
+	TimeSwitch(lane int, pool string, since time.Time, done func(time.Duration))
 	// Serve names the pools miners work for and their weights: the
 	// active pool alone (weight 1), or the live pools of its tier that
 	// split the miners. Miners on a pool left out move to one named with
@@ -674,7 +676,7 @@ func (m *Manager) switchTo(p *poolRun, reason string, now time.Time) {
 		}
 		if from != nil || reason != "startup" {
 			lane, to := lane, p.pool.Name
-			m.sink.TimeSwitch(lane, since, func(d time.Duration) {
+			m.sink.TimeSwitch(lane, to, since, func(d time.Duration) {
 				if met := m.opts.Metrics; met != nil && (reason == "failback" || reason == "false_alarm") {
 					met.FailbackDuration.Observe(d.Seconds())
 				} else if met != nil {

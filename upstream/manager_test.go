@@ -46,9 +46,9 @@ func (f *fakeSink) Publish(lane int, s *Session, j *Job, switched bool) {
 	}
 	f.published[s.Pool().Name]++
 }
-func (f *fakeSink) Verdict(*Session, *Verdict)                     {}
-func (f *fakeSink) AllDown()                                       {}
-func (f *fakeSink) TimeSwitch(int, time.Time, func(time.Duration)) {}
+func (f *fakeSink) Verdict(*Session, *Verdict)                             {}
+func (f *fakeSink) AllDown()                                               {}
+func (f *fakeSink) TimeSwitch(int, string, time.Time, func(time.Duration)) {}
 
 // runManager runs a Manager over pools until the test ends.
 func runManager(t *testing.T, pools []Pool, o ManagerOptions) (*Manager, *fakeSink) {

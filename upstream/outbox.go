@@ -73,8 +73,8 @@ func (o *outbox) AllDown() { o.push(func(k Sink) { k.AllDown() }) }
 
 func (o *outbox) Serve(shares []Share) { o.push(func(k Sink) { k.Serve(shares) }) }
 
-func (o *outbox) TimeSwitch(lane int, since time.Time, done func(time.Duration)) {
-	o.push(func(k Sink) { k.TimeSwitch(lane, since, done) })
+func (o *outbox) TimeSwitch(lane int, pool string, since time.Time, done func(time.Duration)) {
+	o.push(func(k Sink) { k.TimeSwitch(lane, pool, since, done) })
 }
 
 func (o *outbox) Verdict(s *Session, r *Verdict) { o.sink.Verdict(s, r) }
