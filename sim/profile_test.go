@@ -468,19 +468,19 @@ func TestProfilePing(t *testing.T) {
 	p := startPool(t, PoolConfig{Profile: ProfileCkpool, PingInterval: 20 * time.Millisecond, JobInterval: time.Hour})
 	c := dial(t, p.Addr())
 	c.handshake("w")
-	answered := false
+	// Pings are answered until an answer counts (on a busy machine one can
+	// come after the next ping, which makes it a miss), then no more.
 	waitFor(t, 5*time.Second, "an answered and a missed ping", func() bool {
 		line, ok := c.read(20 * time.Millisecond)
-		if ok && strings.Contains(line, `"method":"mining.ping","params":[]`) && !answered {
+		if ok && strings.Contains(line, `"method":"mining.ping","params":[]`) && p.Stats().PingAnswers == 0 {
 			var m stratum.Message
 			if err := m.Decode([]byte(line)); err != nil {
 				t.Fatal(err)
 			}
 			c.send(fmt.Sprintf(`{"id":%s,"result":"pong","error":null}`, m.ID))
-			answered = true
 		}
 		s := p.Stats()
-		return s.PingAnswers == 1 && s.PingsMissed >= 1
+		return s.PingAnswers >= 1 && s.PingsMissed >= 1
 	})
 	if s := p.Stats(); s.Pings < s.PingAnswers+s.PingsMissed {
 		t.Fatalf("pings %d, answered %d, missed %d", s.Pings, s.PingAnswers, s.PingsMissed)
