@@ -170,14 +170,14 @@ func TestNoYoYo(t *testing.T) {
 		if err := p0.SetFault(sim.Fault{Mode: sim.FaultClose}); err != nil {
 			t.Fatal(err)
 		}
-		r.waitActive("p1", 2*time.Second)
+		r.waitActive("p1", 5*time.Second)
 		if err := p0.SetFault(sim.Fault{}); err != nil {
 			t.Fatal(err)
 		}
-		tUp := time.Now()
-		waitFor(t, 3*time.Second, "p0 to be live again", func() bool { return r.poolState("p0") == "live" })
+		waitFor(t, 5*time.Second, "p0 to be live again", func() bool { return r.poolState("p0") == "live" })
+		liveAt := time.Now()
 		// Live again, but it dies again well within failback_after.
-		time.Sleep(time.Until(tUp.Add(fa / 2)))
+		time.Sleep(time.Until(liveAt.Add(fa / 2)))
 		if a := r.app.Pools.Active(); a != "p1" {
 			t.Fatalf("cycle %d: active pool %q half a hold after p0 came back", i, a)
 		}
