@@ -96,9 +96,6 @@ func Start(ctx context.Context, cfg *config.Config, log zerolog.Logger, version 
 
 	popts := ProxyOptions(cfg, log, met, version)
 	specs, listeners := cfg.RouteSpecs(), cfg.Listeners()
-	if (o.handover || o.inherit != nil) && len(listeners) > 1 {
-		return nil, fmt.Errorf("run -handover and -takeover serve one listen address; the routes listen on %d (%v)", len(listeners), listeners)
-	}
 	popts.Listeners = listeners
 	popts.Routes, popts.ListenerRoute, popts.Route = routeOptions(specs, listeners)
 	popts.SplitEvery = o.splitEvery

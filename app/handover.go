@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -20,7 +21,8 @@ import (
 // message per packet, descriptors alongside with SCM_RIGHTS):
 //
 //	new → old  hello    {format, version}
-//	old → new  offer    {listen, lanes, ids, sizes} + the listening sockets
+//	old → new  offer    {listeners, lanes, ids, sizes} + the listening
+//	           sockets (one per listen address, in the config's order; then HTTP)
 //	           (or refuse {reason})
 //	new        starts its pool sessions on as many lanes, waits until its
 //	           active pool is live and every lane has a job (bounded);
@@ -43,7 +45,8 @@ type handoverMsg struct {
 	Format      int                `json:"format,omitempty"`
 	Version     string             `json:"version,omitempty"`
 	Reason      string             `json:"reason,omitempty"`
-	Listen      string             `json:"listen,omitempty"`
+	Listen      string             `json:"listen,omitempty"`    // the first listener's bound address
+	Listeners   []string           `json:"listeners,omitempty"` // the listen addresses as configured, in order, one socket each
 	HTTP        bool               `json:"http,omitempty"`
 	Lanes       int                `json:"lanes,omitempty"`
 	JobSeq      uint64             `json:"job_seq,omitempty"`
@@ -194,13 +197,16 @@ func (a *App) handOver(c *net.UnixConn, log zerolog.Logger) bool {
 		log.Warn().Str("reason", reason).Str("new_version", hello.Version).Msg("handover refused: miners stay here")
 		return false
 	}
-	lf, err := a.Proxy.ListenerFile()
+	lfs, err := a.Proxy.ListenerFiles()
 	if err != nil {
-		log.Warn().Err(err).Msg("handover refused: cannot share the miners' listener")
+		log.Warn().Err(err).Msg("handover refused: cannot share the miners' listeners")
 		return false
 	}
-	defer lf.Close()
-	pass := []int{int(lf.Fd())}
+	var pass []int
+	for _, lf := range lfs {
+		defer lf.Close()
+		pass = append(pass, int(lf.Fd()))
+	}
 	var hf *os.File
 	if a.httpLn != nil {
 		if tl, ok := a.httpLn.(*net.TCPListener); ok {
@@ -215,7 +221,7 @@ func (a *App) handOver(c *net.UnixConn, log zerolog.Logger) bool {
 	cfg := a.cfg
 	a.mu.Unlock()
 	offer := &handoverMsg{Type: "offer", Format: proxy.HandoverFormat, Version: a.version, Listen: a.minerAddr,
-		HTTP: hf != nil, Lanes: a.Proxy.LaneCount(), JobSeq: jobSeq, MinerSeq: minerSeq,
+		Listeners: cfg.Listeners(), HTTP: hf != nil, Lanes: a.Proxy.LaneCount(), JobSeq: jobSeq, MinerSeq: minerSeq,
 		PrefixBytes: cfg.Server.Extranonce1Size, En2Size: cfg.Server.MinerExtranonce2Size()}
 	if err := send(c, offer, pass...); err != nil {
 		log.Warn().Err(err).Msg("handover: offer not sent")
@@ -403,29 +409,59 @@ func Takeover(ctx context.Context, path string, cfg *config.Config, log zerolog.
 	case offer.PrefixBytes != cfg.Server.Extranonce1Size || offer.En2Size != cfg.Server.MinerExtranonce2Size():
 		return nil, refuse(fmt.Sprintf("server.extranonce1_size or the miners' extranonce2 size differ (old %d/%d, new %d/%d): miners cannot keep their extranonce",
 			offer.PrefixBytes, offer.En2Size, cfg.Server.Extranonce1Size, cfg.Server.MinerExtranonce2Size()))
-	case len(fds) < 1 || (offer.HTTP && len(fds) < 2):
-		return nil, refuse("listening sockets missing")
 	}
-	minerLn, err := fileListener(fds[0])
-	if err != nil {
-		return nil, refuse("miners' listener: " + err.Error())
-	}
-	var httpLn net.Listener
-	if offer.HTTP {
-		if httpLn, err = fileListener(fds[1]); err != nil {
-			_ = minerLn.Close()
-			return nil, refuse("HTTP listener: " + err.Error())
+	// An old process that predates several listeners offers one socket
+	// and no list: its server.listen.
+	offered := offer.Listeners
+	if len(offered) == 0 {
+		offered = []string{cfg.Server.Listen}
+		if ls := cfg.Listeners(); len(ls) == 1 {
+			offered = ls
 		}
 	}
-	fds = nil
-	hlog.Info().Str("old_version", offer.Version).Str("listen", offer.Listen).Int("lanes", offer.Lanes).
-		Msg("takeover: listeners received; connecting pools")
-	a, err := Start(ctx, cfg, log, version, append(opts, withInherited(minerLn.(*net.TCPListener), httpLn, offer))...)
-	if err != nil {
-		_ = minerLn.Close()
+	if want := cfg.Listeners(); !slices.Equal(offered, want) {
+		return nil, refuse(fmt.Sprintf("the listen addresses differ (old %v, new %v): a change of listen addresses needs a restart", offered, want))
+	}
+	nHTTP := 0
+	if offer.HTTP {
+		nHTTP = 1
+	}
+	if len(fds) != len(offered)+nHTTP {
+		return nil, refuse(fmt.Sprintf("listening sockets missing: got %d, want %d", len(fds), len(offered)+nHTTP))
+	}
+	var minerLns []*net.TCPListener
+	var httpLn net.Listener
+	closeLns := func() {
+		for _, ln := range minerLns {
+			_ = ln.Close()
+		}
 		if httpLn != nil {
 			_ = httpLn.Close()
 		}
+	}
+	for i, fd := range fds {
+		ln, err := fileListener(fd)
+		if err != nil {
+			closeFDs(fds[i+1:])
+			closeLns()
+			fds = nil
+			if i >= len(offered) {
+				return nil, refuse("HTTP listener: " + err.Error())
+			}
+			return nil, refuse("miners' listener " + offered[i] + ": " + err.Error())
+		}
+		if i < len(offered) {
+			minerLns = append(minerLns, ln.(*net.TCPListener))
+		} else {
+			httpLn = ln
+		}
+	}
+	fds = nil
+	hlog.Info().Str("old_version", offer.Version).Strs("listen", offered).Int("lanes", offer.Lanes).
+		Msg("takeover: listeners received; connecting pools")
+	a, err := Start(ctx, cfg, log, version, append(opts, withInherited(minerLns, httpLn, offer))...)
+	if err != nil {
+		closeLns()
 		_ = send(c, &handoverMsg{Type: "abort", Reason: "start failed: " + err.Error()})
 		return nil, fmt.Errorf("takeover: %w", err)
 	}
@@ -435,9 +471,9 @@ func Takeover(ctx context.Context, path string, cfg *config.Config, log zerolog.
 		return nil, errors.New("takeover aborted: " + reason)
 	}
 	live := time.Now().Add(ho.LiveTimeout)
-	for !(a.Pools.Live() && a.Proxy.LanesReady(max(offer.Lanes, 1))) {
+	for !(a.allLive() && a.Proxy.LanesReady(max(offer.Lanes, 1))) {
 		if time.Now().After(live) {
-			return fail(fmt.Sprintf("no live pool with a job on every lane within %s", ho.LiveTimeout))
+			return fail(fmt.Sprintf("no live pool with a job on every lane for every route within %s", ho.LiveTimeout))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -522,14 +558,14 @@ func fileListener(fd int) (net.Listener, error) {
 
 // inherited is what Start takes over from the old process.
 type inherited struct {
-	miners *net.TCPListener
+	miners []*net.TCPListener
 	http   net.Listener
 	offer  *handoverMsg
 }
 
 // withInherited has Start serve received listeners and prepare the lanes
 // and ids of the old process.
-func withInherited(miners *net.TCPListener, http net.Listener, offer *handoverMsg) Option {
+func withInherited(miners []*net.TCPListener, http net.Listener, offer *handoverMsg) Option {
 	return func(o *options) { o.inherit = &inherited{miners: miners, http: http, offer: offer} }
 }
 
@@ -540,7 +576,7 @@ func WithHandover() Option { return func(o *options) { o.handover = true } }
 // applyHandover prepares the proxy before Serve (a hook of Start).
 func (o *options) applyHandover(a *App) {
 	if o.inherit != nil {
-		a.Proxy.Inherit(o.inherit.miners)
+		a.Proxy.Inherit(o.inherit.miners...)
 		off := o.inherit.offer
 		a.Proxy.Prepare(off.Lanes, off.JobSeq, off.MinerSeq)
 	} else if o.handover {

@@ -84,6 +84,16 @@ func (a *App) routes() []*routeRun {
 	return slices.Clone(a.routeRuns)
 }
 
+// allLive reports whether every route has a live pool.
+func (a *App) allLive() bool {
+	for _, r := range a.routes() {
+		if !r.mgr.Live() {
+			return false
+		}
+	}
+	return true
+}
+
 // live reports whether some route has a live pool.
 func (a *App) live() bool {
 	for _, r := range a.routes() {

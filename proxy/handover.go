@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -29,12 +30,15 @@ import (
 // the old process handed out but the new one never resumed is taken back
 // (TakeBack) as it was, with no job sent.
 //
-// The listening socket is shared rather than re-bound: the new process
-// serves the old one's (Inherit), accepting on it in a goroutine that
-// enrolls each connection into gnet (gnet v2 cannot run on a listener it
-// did not open, so its own listener is an abstract unix socket nobody
-// connects to). Both processes accept from the one queue until the old one
-// stops: no connection is refused at any moment.
+// The listening sockets are shared rather than re-bound: the new process
+// serves the old one's (Inherit), one per listen address, accepting on
+// each in a goroutine that enrolls each connection into gnet (gnet v2
+// cannot run on a listener it did not open, so its own listener is an
+// abstract unix socket nobody connects to). Both processes accept from the
+// same queues until the old one stops: no connection is refused at any
+// moment. A miner's listener, which picks its route, is found from its
+// socket's local address (listenerOf), for an adopted miner as for one
+// accepted here.
 
 // HandoverFormat is the version of MinerState. A process refuses a
 // handover from one whose format it does not know.
@@ -92,7 +96,7 @@ type handover struct {
 	out     chan HandedOff
 
 	mu     sync.Mutex
-	ln     *net.TCPListener // inherited listening socket (Inherit); nil: gnet's own
+	lns    []*net.TCPListener // inherited listening sockets, in the order of the listeners (Inherit); none: gnet's own
 	accept bool
 }
 
@@ -101,14 +105,22 @@ type handover struct {
 // the event loops by count, so that enrolling one from outside is safe.
 func (s *Server) EnableHandover() { s.ho.enabled.Store(true) }
 
-// Inherit makes the server, before Serve, serve ln (a listening socket
-// received from the process handing over) instead of binding
-// Options.Listen. Nothing is accepted from it until StartAccepting.
-func (s *Server) Inherit(ln *net.TCPListener) {
+// Inherit makes the server, before Serve, serve lns (the listening
+// sockets received from the process handing over, one for each listen
+// address, in the order of Options.Listeners) instead of binding them.
+// Nothing is accepted from them until StartAccepting.
+func (s *Server) Inherit(lns ...*net.TCPListener) {
 	s.ho.enabled.Store(true)
 	s.ho.mu.Lock()
-	s.ho.ln = ln
+	s.ho.lns = slices.Clone(lns)
 	s.ho.mu.Unlock()
+}
+
+// inherited returns the inherited listeners (none: gnet's own).
+func (s *Server) inherited() []*net.TCPListener {
+	s.ho.mu.Lock()
+	defer s.ho.mu.Unlock()
+	return s.ho.lns
 }
 
 // serveOptions adjusts gnet's options and address for handover.
@@ -117,34 +129,24 @@ func (s *Server) serveOptions(opts []gnet.Option, proto string) ([]gnet.Option, 
 		return opts, proto
 	}
 	opts = append(opts, gnet.WithLoadBalancing(gnet.LeastConnections))
-	s.ho.mu.Lock()
-	defer s.ho.mu.Unlock()
-	if s.ho.ln != nil {
+	if len(s.inherited()) > 0 {
 		proto = "unix://@switchyard-" + strconv.Itoa(os.Getpid()) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	}
 	return opts, proto
 }
 
-// inheritedAddr is the inherited listener's address, or "".
-func (s *Server) inheritedAddr() string {
-	s.ho.mu.Lock()
-	defer s.ho.mu.Unlock()
-	if s.ho.ln == nil {
-		return ""
-	}
-	return s.ho.ln.Addr().String()
-}
-
-// StartAccepting starts accepting miners on the inherited listener; it
-// returns at once. Without one it does nothing.
+// StartAccepting starts accepting miners on the inherited listeners; it
+// returns at once. Without any it does nothing.
 func (s *Server) StartAccepting() {
 	s.ho.mu.Lock()
-	ln := s.ho.ln
-	start := ln != nil && !s.ho.accept
+	lns := s.ho.lns
+	start := !s.ho.accept
 	s.ho.accept = true
 	s.ho.mu.Unlock()
 	if start {
-		go s.acceptLoop(ln)
+		for _, ln := range lns {
+			go s.acceptLoop(ln)
+		}
 	}
 }
 
@@ -169,37 +171,56 @@ func (s *Server) acceptLoop(ln *net.TCPListener) {
 	}
 }
 
-// closeInherited closes the inherited listener (this process's descriptor
-// of it only: another process holding one keeps accepting).
+// closeInherited closes the inherited listeners (this process's
+// descriptors of them only: another process holding them keeps
+// accepting).
 func (s *Server) closeInherited() {
-	s.ho.mu.Lock()
-	ln := s.ho.ln
-	s.ho.mu.Unlock()
-	if ln != nil {
+	for _, ln := range s.inherited() {
 		_ = ln.Close()
 	}
 }
 
-// ListenerFile returns a duplicate of the miners' listening socket, for
-// the process taking over.
-func (s *Server) ListenerFile() (*os.File, error) {
-	s.ho.mu.Lock()
-	ln := s.ho.ln
-	s.ho.mu.Unlock()
-	if ln != nil {
-		return ln.File()
+// ListenerFiles returns a duplicate of each of the miners' listening
+// sockets, in the order of the listeners, for the process taking over.
+func (s *Server) ListenerFiles() ([]*os.File, error) {
+	var out []*os.File
+	fail := func(err error) ([]*os.File, error) {
+		for _, f := range out {
+			_ = f.Close()
+		}
+		return nil, err
+	}
+	if lns := s.inherited(); len(lns) > 0 {
+		for _, ln := range lns {
+			f, err := ln.File()
+			if err != nil {
+				return fail(err)
+			}
+			out = append(out, f)
+		}
+		return out, nil
 	}
 	select {
 	case <-s.started:
 	default:
 		return nil, errors.New("proxy: not serving")
 	}
-	fd, err := s.eng.Dup()
-	if err != nil {
-		return nil, err
+	ls := s.listeners()
+	for _, l := range ls {
+		var fd int
+		var err error
+		if len(ls) == 1 {
+			fd, err = s.eng.Dup()
+		} else {
+			fd, err = s.eng.DupListener("tcp", l)
+		}
+		if err != nil {
+			return fail(fmt.Errorf("listener %s: %w", l, err))
+		}
+		unix.CloseOnExec(fd)
+		out = append(out, os.NewFile(uintptr(fd), "miners-listener "+l))
 	}
-	unix.CloseOnExec(fd)
-	return os.NewFile(uintptr(fd), "miners-listener"), nil
+	return out, nil
 }
 
 // Prepare readies the server, before Adopt, for miners of the given
@@ -440,6 +461,7 @@ func (s *Server) openAdopted(c gnet.Conn, ad *adoption) ([]byte, gnet.Action) {
 	s.conns.Add(1)
 	s.met.MinersConnected.Inc()
 	m.vdStart = time.Now()
+	m.listener = s.listenerOf(c)
 	if m.authorized && len(m.workers) > 0 {
 		// The route is matched again: this process's routes may differ.
 		r, ok := s.matchRoute(m.listener, m.workers[0].name)

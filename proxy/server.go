@@ -148,16 +148,16 @@ func (s *Server) Serve(ctx context.Context) error {
 		opts = append(opts, gnet.WithNumEventLoop(s.opts.EventLoops))
 	}
 	var err error
-	if ls := s.listeners(); len(ls) > 1 && !s.ho.enabled.Load() {
+	ls := s.listeners()
+	opts, proto := s.serveOptions(opts, "tcp://"+ls[0])
+	if len(ls) > 1 && len(s.inherited()) == 0 {
 		protos := make([]string, len(ls))
 		for i, l := range ls {
 			protos[i] = "tcp://" + l
 		}
 		err = gnet.Rotate(s, protos, opts...)
 	} else {
-		var proto string
-		opts, proto = s.serveOptions(opts, "tcp://"+ls[0])
-		err = gnet.Run(s, proto, opts...)
+		err = gnet.Run(s, proto, opts...) // inherited listeners: gnet's own is a unix socket (handover.go)
 	}
 	close(s.stopped)
 	select {
@@ -259,10 +259,21 @@ func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 	s.eng = eng
 	ls := s.listeners()
 	s.bound = make([]net.Addr, len(ls))
+	inh := s.inherited()
 	for i, l := range ls {
-		fd, err := eng.Dup()
+		if len(inh) > 0 {
+			s.bound[i] = &net.TCPAddr{}
+			if i < len(inh) {
+				s.bound[i] = inh[i].Addr()
+			}
+			continue
+		}
+		var fd int
+		var err error
 		if len(ls) > 1 {
 			fd, err = eng.DupListener("tcp", l)
+		} else {
+			fd, err = eng.Dup()
 		}
 		s.bound[i] = &net.TCPAddr{}
 		if err != nil {
@@ -278,15 +289,8 @@ func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 		_ = unix.Close(fd)
 	}
 	s.addr = s.bound[0].String()
-	if a := s.inheritedAddr(); a != "" {
-		s.addr = a
-	}
-	for i, a := range s.bound {
-		if i == 0 {
-			s.log.Info().Str("listen", s.addr).Msg("accepting miners")
-		} else {
-			s.log.Info().Str("listen", a.String()).Msg("accepting miners")
-		}
+	for _, a := range s.bound {
+		s.log.Info().Str("listen", a.String()).Msg("accepting miners")
 	}
 	close(s.started)
 	return gnet.None

@@ -2,15 +2,19 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
 	"switchyard/internal/race"
+	"switchyard/internal/testkit"
 	"switchyard/sim"
 )
 
@@ -75,6 +79,7 @@ func minerBooks(t *testing.T, httpAddr string) (n int, accepted, rejected uint64
 type handoverRig struct {
 	pool      *sim.Pool
 	cfg       string
+	minerAddr string
 	httpAddr  string
 	a         *proc
 	fleet     *sim.Fleet
@@ -104,7 +109,7 @@ func startHandoverRig(t *testing.T, miners int) *handoverRig {
 		st := fleet.Stats()
 		return st.Ready == int64(miners) && st.Accepted > uint64(miners)
 	})
-	return &handoverRig{pool: pool, cfg: cfg, httpAddr: httpAddr, a: a, fleet: fleet, minersNum: miners}
+	return &handoverRig{pool: pool, cfg: cfg, minerAddr: minerAddr, httpAddr: httpAddr, a: a, fleet: fleet, minersNum: miners}
 }
 
 // checkBooks stops the fleet submitting (every share in flight answered,
@@ -177,7 +182,7 @@ func TestHandoverKeepsEveryMiner(t *testing.T) {
 func TestTakeoverWithoutLivePoolKeepsMiners(t *testing.T) {
 	r := startHandoverRig(t, 50)
 	dead := freePort(t)
-	cfgB := writeFile(t, t.TempDir(), "b.toml", binConfig(freePort(t), freePort(t), [2]string{"p", dead}))
+	cfgB := writeFile(t, t.TempDir(), "b.toml", binConfig(r.minerAddr, freePort(t), [2]string{"p", dead}))
 	b := startBinaryArgs(t, nil, "run", "-config", cfgB, "-takeover", "-handover-socket", r.cfg+".handover", "-takeover-timeout", "1s")
 	select {
 	case <-b.done:
@@ -187,7 +192,10 @@ func TestTakeoverWithoutLivePoolKeepsMiners(t *testing.T) {
 	if err := b.cmd.Wait(); err == nil {
 		t.Fatal("B exited 0 without a live pool")
 	}
-	r.a.waitLog("handover aborted before any miner moved: miners stay here", 5*time.Second)
+	l := r.a.waitLog("handover aborted before any miner moved: miners stay here", 5*time.Second)
+	if why, _ := l["reason"].(string); !strings.Contains(why, "no live pool") {
+		t.Errorf("A's abort log %v, want B's reason: no live pool", l)
+	}
 	before := r.fleet.Stats().Accepted
 	waitUntil(t, 10*time.Second, "shares on A", func() bool { return r.fleet.Stats().Accepted > before+100 })
 	r.checkBooks(t)
@@ -207,4 +215,119 @@ func TestTakeoverKilledHalfwayKeepsMiners(t *testing.T) {
 	before := r.fleet.Stats().Accepted
 	waitUntil(t, 10*time.Second, "shares on A", func() bool { return r.fleet.Stats().Accepted > before+1000 })
 	r.checkBooks(t)
+}
+
+// TestHandoverSeveralListeners: routes on two listen addresses, each with
+// its own pool. B takes over every miner of both listeners with no
+// connection closed; each miner stays on its route (each pool keeps
+// seeing only its own route's miners), and after the handover B accepts
+// new miners on both addresses.
+func TestHandoverSeveralListeners(t *testing.T) {
+	pools := make([]*sim.Pool, 2)
+	ledgers := make([]*testkit.Buffer, 2)
+	for i := range pools {
+		ledgers[i] = &testkit.Buffer{}
+		p, err := sim.StartPool(sim.PoolConfig{Difficulty: 1e-7, Extranonce2Size: 4, JobInterval: 2 * time.Second, Ledger: ledgers[i]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = p.Close() })
+		pools[i] = p
+	}
+	addrs := []string{freePort(t), freePort(t)}
+	httpAddr := freePort(t)
+	cfgText := binConfig(addrs[0], httpAddr, [2]string{"pa", pools[0].Addr()}, [2]string{"pb", pools[1].Addr()}) +
+		fmt.Sprintf("[[route]]\nname = \"a\"\nlisten = %q\npools = [\"pa\"]\nworker_mode = \"per-worker\"\n"+
+			"[[route]]\nname = \"b\"\nlisten = %q\npools = [\"pb\"]\nworker_mode = \"per-worker\"\n", addrs[0], addrs[1])
+	cfg := writeFile(t, t.TempDir(), "switchyard.toml", cfgText)
+	a := startBinaryArgs(t, nil, "run", "-config", cfg, "-handover")
+	a.waitLog("a new process may take the miners over here", 10*time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	const per = 100
+	fleets := make([]*sim.Fleet, 2)
+	for i := range fleets {
+		f, err := sim.StartFleet(ctx, sim.FleetConfig{Addr: addrs[i], Miners: per, User: fmt.Sprintf("w.r%d", i), MaxSharesPerSecond: 1, VersionRolling: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = f.Close() })
+		fleets[i] = f
+	}
+	waitUntil(t, 20*time.Second, "every miner mining", func() bool {
+		for _, f := range fleets {
+			if st := f.Stats(); st.Ready != per || st.Accepted < per {
+				return false
+			}
+		}
+		return true
+	})
+
+	b := startBinaryArgs(t, nil, "run", "-config", cfg, "-takeover")
+	done := b.waitLog("takeover done: miners resumed here", 20*time.Second)
+	if done["resumed"] != float64(2*per) || done["failed"] != float64(0) {
+		t.Fatalf("B's takeover log: %v", done)
+	}
+	select {
+	case <-a.done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("A did not exit after the handover")
+	}
+	if err := a.cmd.Wait(); err != nil {
+		t.Fatalf("A: %v", err)
+	}
+	// New miners on both addresses reach B, each on its route's pool.
+	late := make([]*sim.Fleet, 2)
+	for i := range late {
+		f, err := sim.StartFleet(ctx, sim.FleetConfig{Addr: addrs[i], Miners: 5, User: fmt.Sprintf("w.late%d", i), MaxSharesPerSecond: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = f.Close() })
+		late[i] = f
+	}
+	before := []uint64{fleets[0].Stats().Accepted, fleets[1].Stats().Accepted}
+	waitUntil(t, 15*time.Second, "shares on B from every fleet", func() bool {
+		for i := range fleets {
+			if fleets[i].Stats().Accepted < before[i]+2*per || late[i].Stats().Accepted < 5 {
+				return false
+			}
+		}
+		return true
+	})
+	for i, f := range append(fleets, late...) {
+		if !f.Drain(5 * time.Second) {
+			t.Errorf("fleet %d: shares unanswered 5 s after the miners stopped submitting", i)
+		}
+		// B's pool sessions are its own: work from A's jobs in flight at
+		// the resume is answered stale, nothing else.
+		st := f.Stats()
+		if n := sumMap(st.Disconnects); n != 0 || st.Lost != 0 || sumMap(st.Rejected) != st.Rejected["stale"] || st.Rejected["stale"] > per {
+			t.Errorf("fleet %d: disconnects %v, lost %d, rejected %v", i, st.Disconnects, st.Lost, st.Rejected)
+		}
+		if got := st.Accepted + sumMap(st.Rejected); got != st.Submits {
+			t.Errorf("fleet %d: %d shares submitted, %d answered", i, st.Submits, got)
+		}
+	}
+	// Each pool saw only its own route's miners, before and after the
+	// handover: pa only r0.* and late0.*, pb only r1.* and late1.*
+	// (per-worker mode: the pool sees <account>.<worker>).
+	n, _, _ := minerBooks(t, httpAddr)
+	if n != 2*per+10 {
+		t.Errorf("B serves %d miners, want %d", n, 2*per+10)
+	}
+	for i, l := range ledgers {
+		es, err := sim.ReadLedger(bytes.NewReader(l.Bytes()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			if w := e.Worker; !strings.HasPrefix(w, fmt.Sprintf("acct.p%c.r%d.", "ab"[i], i)) && !strings.HasPrefix(w, fmt.Sprintf("acct.p%c.late%d.", "ab"[i], i)) {
+				t.Fatalf("pool %d got a share from %q, a miner of another route", i, w)
+			}
+		}
+		if len(es) == 0 {
+			t.Errorf("pool %d got no share", i)
+		}
+	}
 }
