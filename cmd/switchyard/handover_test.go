@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -220,8 +221,8 @@ func TestTakeoverKilledHalfwayKeepsMiners(t *testing.T) {
 // TestHandoverSeveralListeners: routes on two listen addresses, each with
 // its own pool. B takes over every miner of both listeners with no
 // connection closed; each miner stays on its route (each pool keeps
-// seeing only its own route's miners), and after the handover B accepts
-// new miners on both addresses.
+// seeing only its own route's miners); after the handover B accepts new
+// miners on both addresses, and hands them all on to C.
 func TestHandoverSeveralListeners(t *testing.T) {
 	pools := make([]*sim.Pool, 2)
 	ledgers := make([]*testkit.Buffer, 2)
@@ -295,7 +296,33 @@ func TestHandoverSeveralListeners(t *testing.T) {
 		}
 		return true
 	})
-	for i, f := range append(fleets, late...) {
+	// And on to C: B hands over the listeners it inherited.
+	c := startBinaryArgs(t, nil, "run", "-config", cfg, "-takeover")
+	if done := c.waitLog("takeover done: miners resumed here", 20*time.Second); done["resumed"] != float64(2*per+10) || done["failed"] != float64(0) {
+		t.Fatalf("C's takeover log: %v", done)
+	}
+	select {
+	case <-b.done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("B did not exit after the handover")
+	}
+	if err := b.cmd.Wait(); err != nil {
+		t.Fatalf("B: %v", err)
+	}
+	all := append(slices.Clone(fleets), late...)
+	marks := make([]uint64, len(all))
+	for i, f := range all {
+		marks[i] = f.Stats().Accepted
+	}
+	waitUntil(t, 15*time.Second, "shares on C from every fleet", func() bool {
+		for i, f := range all {
+			if f.Stats().Accepted < marks[i]+5 {
+				return false
+			}
+		}
+		return true
+	})
+	for i, f := range all {
 		if !f.Drain(5 * time.Second) {
 			t.Errorf("fleet %d: shares unanswered 5 s after the miners stopped submitting", i)
 		}
@@ -314,7 +341,7 @@ func TestHandoverSeveralListeners(t *testing.T) {
 	// (per-worker mode: the pool sees <account>.<worker>).
 	n, _, _ := minerBooks(t, httpAddr)
 	if n != 2*per+10 {
-		t.Errorf("B serves %d miners, want %d", n, 2*per+10)
+		t.Errorf("C serves %d miners, want %d", n, 2*per+10)
 	}
 	for i, l := range ledgers {
 		es, err := sim.ReadLedger(bytes.NewReader(l.Bytes()))
