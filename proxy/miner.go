@@ -34,24 +34,25 @@ type miner struct {
 	awaitProxy  bool        // Options.ProxyProtocol: the PROXY header is not read yet (see readProxyHeader)
 	handoff     bool        // a handover asks it to leave (see handover.go)
 	handedOff   bool        // it left for another process: its close is none of the miner's
-
+	// The flags sit together: the record stays in a smaller size class.
 	subscribed bool
 	authorized bool
-	userAgent  string
-	lane       *lane
+	routed     bool // counts among its route's miners (see route)
+	en2Sub     bool // sent mining.extranonce.subscribe
+
+	userAgent string
+	lane      *lane
 	// listener is the index of the listener it connected to; route is its
 	// route (known at connect when the listener has one, else at its
-	// first authorize), routed set once it counts among the route's
-	// miners, and feed the pool's job stream it follows (nil: none with
+	// first authorize; routed is set once it counts among the route's
+	// miners), and feed the pool's job stream it follows (nil: none with
 	// work yet).
 	listener int
 	route    *route
-	routed   bool
 	feed     *feed
 	prefix   uint32
 	en1      []byte // the prefix as bytes: the miner's extranonce1
 	en2Size  int    // M: fixed for the connection's life
-	en2Sub   bool   // sent mining.extranonce.subscribe
 
 	rollingOK bool   // mining.configure agreed version rolling
 	minerMask uint32 // the mask the miner asked for
