@@ -48,6 +48,7 @@ type handoverMsg struct {
 	Listen      string             `json:"listen,omitempty"`    // the first listener's bound address
 	Listeners   []string           `json:"listeners,omitempty"` // the listen addresses as configured, in order, one socket each
 	HTTP        bool               `json:"http,omitempty"`
+	HTTPListen  string             `json:"http_listen,omitempty"` // [metrics] listen as configured
 	Lanes       int                `json:"lanes,omitempty"`
 	JobSeq      uint64             `json:"job_seq,omitempty"`
 	MinerSeq    uint64             `json:"miner_seq,omitempty"`
@@ -221,7 +222,7 @@ func (a *App) handOver(c *net.UnixConn, log zerolog.Logger) bool {
 	cfg := a.cfg
 	a.mu.Unlock()
 	offer := &handoverMsg{Type: "offer", Format: proxy.HandoverFormat, Version: a.version, Listen: a.minerAddr,
-		Listeners: cfg.Listeners(), HTTP: hf != nil, Lanes: a.Proxy.LaneCount(), JobSeq: jobSeq, MinerSeq: minerSeq,
+		Listeners: cfg.Listeners(), HTTP: hf != nil, HTTPListen: cfg.Metrics.Listen, Lanes: a.Proxy.LaneCount(), JobSeq: jobSeq, MinerSeq: minerSeq,
 		PrefixBytes: cfg.Server.Extranonce1Size, En2Size: cfg.Server.MinerExtranonce2Size()}
 	if err := send(c, offer, pass...); err != nil {
 		log.Warn().Err(err).Msg("handover: offer not sent")
@@ -457,6 +458,13 @@ func Takeover(ctx context.Context, path string, cfg *config.Config, log zerolog.
 		}
 	}
 	fds = nil
+	if httpLn != nil && offer.HTTPListen != "" && offer.HTTPListen != cfg.Metrics.Listen {
+		// [metrics] listen changed: serve the new address, not the old
+		// socket (the old process serves it until it exits).
+		hlog.Info().Str("old", offer.HTTPListen).Str("new", cfg.Metrics.Listen).Msg("takeover: metrics listen changed; not taking the old HTTP socket")
+		_ = httpLn.Close()
+		httpLn = nil
+	}
 	hlog.Info().Str("old_version", offer.Version).Strs("listen", offered).Int("lanes", offer.Lanes).
 		Msg("takeover: listeners received; connecting pools")
 	a, err := Start(ctx, cfg, log, version, append(opts, withInherited(minerLns, httpLn, offer))...)

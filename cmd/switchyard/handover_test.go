@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -296,8 +297,12 @@ func TestHandoverSeveralListeners(t *testing.T) {
 		}
 		return true
 	})
-	// And on to C: B hands over the listeners it inherited.
-	c := startBinaryArgs(t, nil, "run", "-config", cfg, "-takeover")
+	// And on to C: B hands over the listeners it inherited. C's config
+	// moves the HTTP server to a new address: C serves that one, not the
+	// old socket.
+	httpC := freePort(t)
+	cfgC := writeFile(t, t.TempDir(), "c.toml", strings.Replace(cfgText, fmt.Sprintf("listen = %q\n[log]", httpAddr), fmt.Sprintf("listen = %q\n[log]", httpC), 1))
+	c := startBinaryArgs(t, nil, "run", "-config", cfgC, "-takeover", "-handover-socket", cfg+".handover")
 	if done := c.waitLog("takeover done: miners resumed here", 20*time.Second); done["resumed"] != float64(2*per+10) || done["failed"] != float64(0) {
 		t.Fatalf("C's takeover log: %v", done)
 	}
@@ -339,9 +344,13 @@ func TestHandoverSeveralListeners(t *testing.T) {
 	// Each pool saw only its own route's miners, before and after the
 	// handover: pa only r0.* and late0.*, pb only r1.* and late1.*
 	// (per-worker mode: the pool sees <account>.<worker>).
-	n, _, _ := minerBooks(t, httpAddr)
+	n, _, _ := minerBooks(t, httpC)
 	if n != 2*per+10 {
 		t.Errorf("C serves %d miners, want %d", n, 2*per+10)
+	}
+	if conn, err := net.DialTimeout("tcp", httpAddr, time.Second); err == nil {
+		_ = conn.Close()
+		t.Errorf("the old HTTP address %s still answers after C moved it to %s", httpAddr, httpC)
 	}
 	for i, l := range ledgers {
 		es, err := sim.ReadLedger(bytes.NewReader(l.Bytes()))
