@@ -371,6 +371,11 @@ func (a *App) handOver(c *net.UnixConn, log zerolog.Logger) bool {
 	return true
 }
 
+// ErrNoHandover is Takeover's error when no process answers on the
+// handover socket: nothing to take over, the caller may start as usual.
+// Any other error means a process is there and keeps its miners.
+var ErrNoHandover = errors.New("no switchyard answers")
+
 // Takeover starts switchyard from cfg by taking the miners over from the
 // process serving the handover socket at path: its listening sockets
 // (no connection is refused meanwhile), then, once this process's active
@@ -385,7 +390,7 @@ func Takeover(ctx context.Context, path string, cfg *config.Config, log zerolog.
 	start := time.Now()
 	nc, err := net.Dial("unixpacket", path)
 	if err != nil {
-		return nil, fmt.Errorf("takeover: no switchyard answers on %s: %w", path, err)
+		return nil, fmt.Errorf("takeover: %w on %s: %w", ErrNoHandover, path, err)
 	}
 	c := nc.(*net.UnixConn)
 	defer c.Close()

@@ -52,6 +52,7 @@ const estWindow = 5 * time.Minute
 // measure starts there), and the latest view for the status.
 type splitState struct {
 	set   *servingSet // the serving set the measure is for
+	ready bool        // every pool of set had work when the measure began
 	since time.Time
 	base  map[string]float64
 	view  RouteSplit
@@ -70,6 +71,27 @@ func (r *route) restartSplit(ss *servingSet, now time.Time) {
 			r.met.SplitMeasured.WithLabelValues(p).Set(0)
 		}
 	}
+}
+
+// splitHasWork reports whether every pool of ss has a job on some lane.
+func (r *route) splitHasWork(ss *servingSet) bool {
+	if len(ss.shares) < 2 {
+		return true
+	}
+	lanes := r.srv.allLanes()
+	for _, sh := range ss.shares {
+		found := false
+		for _, l := range lanes {
+			if f := l.feed(r, sh.Pool); f.serving.Load() && f.cur.Load() != nil {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }
 
 // kickSplit has the controller balance at once (after Serve).
@@ -235,9 +257,13 @@ func (r *route) balance(miners []minerLoad, now time.Time) {
 		on[p] = append(on[p], i)
 		total += ml.rate
 	}
+	ready := r.splitHasWork(ss)
 	r.creditMu.Lock()
-	if r.split.set != ss {
+	if r.split.set != ss || !r.split.ready {
+		// Until every pool of the set has work, one without takes no
+		// miner: what the others credit meanwhile is nobody's debt.
 		r.restartSplit(ss, now)
+		r.split.ready = ready
 	}
 	credited := make([]float64, k)
 	sum := 0.0

@@ -330,3 +330,35 @@ func TestSplitSwitchCompletesWithMoves(t *testing.T) {
 		t.Fatalf("switch completed %d times, want once", done)
 	}
 }
+
+// TestSplitMeasureWaitsForWork: a pool named in the split but without work
+// yet (its first job is slow to come) takes no miner, so what the others
+// credit meanwhile is not its debt: the measure starts once every pool of
+// the split has work. (A debt of that wait, repaid over the horizon, had a
+// slow pool's turn overshoot its weight.)
+func TestSplitMeasureWaitsForWork(t *testing.T) {
+	s := New(Options{Log: zerolog.Nop(), Metrics: metrics.New(prometheus.NewRegistry()), MinerExtranonce2Size: 4}, nil)
+	r := s.routeList()[0]
+	a := upstream.NewSession(upstream.Pool{Name: "a", URL: "stratum+tcp://127.0.0.1:1", User: "u"}, 0, upstream.Options{Log: zerolog.Nop()}, nopHandler{})
+	b := upstream.NewSession(upstream.Pool{Name: "b", URL: "stratum+tcp://127.0.0.1:1", User: "u"}, 0, upstream.Options{Log: zerolog.Nop()}, nopHandler{})
+	job := func(id string) *upstream.Job {
+		n := &stratum.Notify{JobID: id, Version: 0x20000000, NBits: 0x17034219, NTime: uint32(time.Now().Unix()),
+			Coinb1: make([]byte, 60), Coinb2: make([]byte, 40)}
+		return &upstream.Job{Notify: n, Difficulty: 1, Extranonce1: []byte{1, 2, 3, 4}, Extranonce2Size: 8, Received: time.Now()}
+	}
+	r.Serve([]upstream.Share{{Pool: "a", Weight: 30}, {Pool: "b", Weight: 70}})
+	r.Publish(0, a, job("a1"), true)
+	for range 3 { // a alone has work: its miners credit it
+		r.balance(nil, time.Now())
+		r.creditMu.Lock()
+		r.credit["a"] += 100
+		r.creditMu.Unlock()
+	}
+	r.Publish(0, b, job("b1"), true)
+	r.balance(nil, time.Now())
+	for _, p := range s.Splits()[0].Pools {
+		if p.Credited != 0 {
+			t.Errorf("%s credited %v since the split began, want 0: the wait for b's first job counted", p.Pool, p.Credited)
+		}
+	}
+}

@@ -265,6 +265,13 @@ func TestHandoverSeveralListeners(t *testing.T) {
 		return true
 	})
 
+	t.Cleanup(func() { // what A said, when B or C fails
+		if t.Failed() {
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			t.Logf("A's log: %v", a.logs)
+		}
+	})
 	b := startBinaryArgs(t, nil, "run", "-config", cfg, "-takeover")
 	done := b.waitLog("takeover done: miners resumed here", 20*time.Second)
 	if done["resumed"] != float64(2*per) || done["failed"] != float64(0) {

@@ -54,7 +54,7 @@ func startApp(ctx context.Context, hf handoverFlags, cfgPath string, cfg *config
 		ho := app.HandoverOptions{LiveTimeout: *hf.timeout}
 		ho.StallAfterBatches, _ = strconv.Atoi(os.Getenv(stallEnv))
 		a, err = app.Takeover(ctx, sock, cfg, log, version, ho, opts...)
-		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+		if errors.Is(err, app.ErrNoHandover) && (errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED)) {
 			log.Info().Str("socket", sock).Msg("takeover: no switchyard to take over from; starting as usual")
 			a, err = app.Start(ctx, cfg, log, version, opts...)
 		}
