@@ -288,7 +288,7 @@ func (r *route) balance(miners []minerLoad, now time.Time) {
 	}
 	moves := 0
 	if k > 1 && total > 0 {
-		want := desired(w, credited, sum, total)
+		want := desired(w, credited, sum, total, now.Sub(since))
 		moves = r.rebalance(miners, on, load, want, total, sws)
 	} else {
 		completeSwitches(sws, 0)
@@ -317,13 +317,20 @@ const hashesPerDiff = 1 << 32
 // desired is the hashrate each pool should get next: its weight's part of
 // total, plus the work it is owed since the split began (its weight's
 // part of all credited work, less what it credited) repaid over
-// splitHorizon; never below 0, and summing to total.
-func desired(w, credited []float64, sum, total float64) []float64 {
+// splitHorizon; never below 0, and summing to total. The work owed is
+// counted in the route's own credited rate over elapsed (sum/elapsed),
+// not in total: total comes from the miners' measured hashrates, which
+// start low (a new miner's measure begins with its vardiff prior), and a
+// debt weighed against too small a total would move too many miners.
+func desired(w, credited []float64, sum, total float64, elapsed time.Duration) []float64 {
 	want := make([]float64, len(w))
 	s := 0.0
 	for i := range w {
-		owed := w[i]*sum - credited[i]
-		want[i] = math.Max(0, w[i]*total+owed/splitHorizon.Seconds())
+		frac := w[i] // the share it is owed on top, as a fraction of the route's rate
+		if sum > 0 && elapsed > 0 {
+			frac += (w[i] - credited[i]/sum) * elapsed.Seconds() / splitHorizon.Seconds()
+		}
+		want[i] = math.Max(0, total*frac)
 		s += want[i]
 	}
 	if s <= 0 {

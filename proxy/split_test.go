@@ -40,7 +40,7 @@ func simulateSplit(t *testing.T, rates, weights []float64, ticks int, share floa
 	}
 	dt := (5 * time.Second).Seconds()
 	moves := 0
-	for range ticks {
+	for tick := range ticks {
 		load := make([]float64, k)
 		on := make([][]int, k)
 		for i, p := range pool {
@@ -51,7 +51,7 @@ func simulateSplit(t *testing.T, rates, weights []float64, ticks int, share floa
 		for _, c := range credited {
 			sum += c
 		}
-		for _, m := range planMoves(rates, on, load, desired(w, credited, sum, total), total) {
+		for _, m := range planMoves(rates, on, load, desired(w, credited, sum, total, time.Duration(tick)*5*time.Second), total) {
 			pool[m.i] = m.to
 			moves++
 		}
@@ -141,7 +141,7 @@ func TestSplitFewMinersShortTurns(t *testing.T) {
 			load[p] += rates[i]
 			on[p] = append(on[p], i)
 		}
-		for _, m := range planMoves(rates, on, load, desired(w, credited, credited[0]+credited[1], 14), 14) {
+		for _, m := range planMoves(rates, on, load, desired(w, credited, credited[0]+credited[1], 14, time.Duration(tick)*5*time.Second), 14) {
 			pool[m.i] = m.to
 		}
 		if pool[0] == 1 {
@@ -360,5 +360,24 @@ func TestSplitMeasureWaitsForWork(t *testing.T) {
 		if p.Credited != 0 {
 			t.Errorf("%s credited %v since the split began, want 0: the wait for b's first job counted", p.Pool, p.Credited)
 		}
+	}
+}
+
+// TestDesiredIgnoresHashrateScale: the work a pool is owed is weighed
+// against the route's own credited rate, so the split the controller aims
+// at does not depend on how well the miners' hashrates are measured yet
+// (a new miner's measure starts at its vardiff prior, often far below its
+// real rate): a total five times too small asks for the same fractions.
+func TestDesiredIgnoresHashrateScale(t *testing.T) {
+	w, credited := []float64{0.7, 0.3}, []float64{75, 25}
+	right := desired(w, credited, 100, 10, 10*time.Second)
+	low := desired(w, credited, 100, 2, 10*time.Second)
+	for i := range w {
+		if a, b := right[i]/10, low[i]/2; math.Abs(a-b) > 1e-9 {
+			t.Errorf("pool %d: wants %.4f of the route with the hashrate right, %.4f with it 5x low", i, a, b)
+		}
+	}
+	if f := right[1] / 10; f <= 0.3 || f >= 0.7 {
+		t.Errorf("pool 1, owed work, wants %.4f of the route: want more than its 0.3, not everything", f)
 	}
 }
