@@ -134,9 +134,18 @@ func closeFDs(fds []int) {
 // listenHandover listens on path, replacing a stale socket file but never
 // one a live process answers on.
 func listenHandover(path string) (*net.UnixListener, error) {
-	if c, err := net.Dial("unixpacket", path); err == nil {
+	// A process that just handed its miners over closes its listener
+	// before it says so; a moment's grace covers one slow to do it.
+	for i := 0; ; i++ {
+		c, err := net.Dial("unixpacket", path)
+		if err != nil {
+			break
+		}
 		_ = c.Close()
-		return nil, fmt.Errorf("handover socket %s: another switchyard is listening on it", path)
+		if i == 20 {
+			return nil, fmt.Errorf("handover socket %s: another switchyard is listening on it", path)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	_ = os.Remove(path)
 	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
@@ -170,7 +179,9 @@ func (a *App) ServeHandover(ctx context.Context, path string) (<-chan struct{}, 
 			if err != nil {
 				return
 			}
-			ok := a.handOver(c, log)
+			// The listener closes before the new process hears "bye", so
+			// that it can serve the socket itself for the next upgrade.
+			ok := a.handOver(c, log, func() { _ = ln.Close() })
 			_ = c.Close()
 			if ok {
 				_ = ln.Close()
@@ -183,8 +194,10 @@ func (a *App) ServeHandover(ctx context.Context, path string) (<-chan struct{}, 
 }
 
 // handOver runs the old process's side of one handover on c; true when
-// the miners are the new process's.
-func (a *App) handOver(c *net.UnixConn, log zerolog.Logger) bool {
+// the miners are the new process's. closeSocket closes the handover
+// socket's listener once the miners are the new process's, before it is
+// told so.
+func (a *App) handOver(c *net.UnixConn, log zerolog.Logger, closeSocket func()) bool {
 	start := time.Now()
 	hello, fds, err := recv(c)
 	closeFDs(fds)
@@ -365,6 +378,7 @@ func (a *App) handOver(c *net.UnixConn, log zerolog.Logger) bool {
 	for _, h := range sent {
 		_ = unix.Close(h.FD)
 	}
+	closeSocket()
 	_ = send(c, &handoverMsg{Type: "bye"})
 	log.Info().Int("moved", len(sent)).Int("left", a.Proxy.Miners()).Float64("moving_s", time.Since(moveStart).Seconds()).
 		Float64("elapsed_s", time.Since(start).Seconds()).Msg("handover done: miners are the new process's")

@@ -242,7 +242,8 @@ func TestSplit7030(t *testing.T) {
 	got := shareOf(r, m)
 	t.Logf("credited at the pools: p0 %.3f, p1 %.3f, p2 %.3f", got[0], got[1], got[2])
 	if got[0] < 0.6 || got[0] > 0.8 || got[2] != 0 {
-		t.Errorf("credited split %.3f/%.3f/%.3f, want about 0.70/0.30 and nothing at the backup", got[0], got[1], got[2])
+		st, _ := routeOf(r.app.Status(), "split")
+		t.Errorf("credited split %.3f/%.3f/%.3f, want about 0.70/0.30 and nothing at the backup; switchyard's view: %+v", got[0], got[1], got[2], st)
 	}
 	st, _ := routeOf(r.app.Status(), "split")
 	if len(st.Split) != 2 || st.Split[0].Target != 0.7 || st.Split[1].Target != 0.3 {

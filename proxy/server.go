@@ -56,6 +56,7 @@ type Server struct {
 	// unrouted counts the shares of miners not matched yet.
 	unroutedOnce sync.Once
 	splitNow     chan struct{} // kickSplit
+	splitSkips   int           // split ticks in a row without every loop's loads (split loop only)
 	table        atomic.Pointer[routeTable]
 	pendingMu    sync.Mutex
 	pending      map[string]*route // routes added by NewRoute, not yet in force

@@ -159,15 +159,28 @@ func (s *Server) splitLoop(ctx context.Context) {
 // splitTick reads every routed miner's load on its loop, then balances
 // each route.
 func (s *Server) splitTick(ctx context.Context, now time.Time) {
-	byRoute := s.loads(ctx, now)
+	byRoute, complete := s.loads(ctx, now)
+	if !complete {
+		// A loop too busy to answer hides its miners: moves planned
+		// without them would aim at the wrong loads. Next tick.
+		s.splitSkips++
+		e := s.log.Debug()
+		if s.splitSkips%12 == 3 { // the third in a row, then once a minute
+			e = s.log.Warn()
+		}
+		e.Int("ticks", s.splitSkips).Msg("split: an event loop did not report its miners within 1s; no moves this tick")
+		return
+	}
+	s.splitSkips = 0
 	for _, r := range s.routeList() {
 		r.balance(byRoute[r], now)
 	}
 }
 
 // loads collects the miners following a serving feed, per route, from
-// every loop (at most a second's wait for a busy loop).
-func (s *Server) loads(ctx context.Context, now time.Time) map[*route][]minerLoad {
+// every loop (at most a second's wait for a busy loop); complete is false
+// when some loop did not answer in time.
+func (s *Server) loads(ctx context.Context, now time.Time) (by map[*route][]minerLoad, complete bool) {
 	s.loopsMu.Lock()
 	n := len(s.loops)
 	s.loopsMu.Unlock()
@@ -181,7 +194,7 @@ func (s *Server) loads(ctx context.Context, now time.Time) map[*route][]minerLoa
 		}
 		ch <- out
 	})
-	by := map[*route][]minerLoad{}
+	by = map[*route][]minerLoad{}
 	wait := time.NewTimer(time.Second)
 	defer wait.Stop()
 	for i := 0; i < n; i++ {
@@ -191,12 +204,12 @@ func (s *Server) loads(ctx context.Context, now time.Time) map[*route][]minerLoa
 				by[l.feed.route] = append(by[l.feed.route], l)
 			}
 		case <-wait.C:
-			return by
+			return by, false
 		case <-ctx.Done():
-			return by
+			return by, false
 		}
 	}
-	return by
+	return by, true
 }
 
 // rate is the miner's measured hashrate in difficulty per second: the

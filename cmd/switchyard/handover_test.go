@@ -307,6 +307,7 @@ func TestHandoverSeveralListeners(t *testing.T) {
 	// And on to C: B hands over the listeners it inherited. C's config
 	// moves the HTTP server to a new address: C serves that one, not the
 	// old socket.
+	b.waitLog("a new process may take the miners over here", 10*time.Second) // B serves the socket A left
 	httpC := freePort(t)
 	cfgC := writeFile(t, t.TempDir(), "c.toml", strings.Replace(cfgText, fmt.Sprintf("listen = %q\n[log]", httpAddr), fmt.Sprintf("listen = %q\n[log]", httpC), 1))
 	c := startBinaryArgs(t, nil, "run", "-config", cfgC, "-takeover", "-handover-socket", cfg+".handover")
