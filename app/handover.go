@@ -431,15 +431,13 @@ func Takeover(ctx context.Context, path string, cfg *config.Config, log zerolog.
 			offer.PrefixBytes, offer.En2Size, cfg.Server.Extranonce1Size, cfg.Server.MinerExtranonce2Size()))
 	}
 	// An old process that predates several listeners offers one socket
-	// and no list: its server.listen.
+	// and no list: it serves this config's one listener, or none of its.
+	want := cfg.Listeners()
 	offered := offer.Listeners
-	if len(offered) == 0 {
-		offered = []string{cfg.Server.Listen}
-		if ls := cfg.Listeners(); len(ls) == 1 {
-			offered = ls
-		}
+	if len(offered) == 0 && len(want) == 1 {
+		offered = want
 	}
-	if want := cfg.Listeners(); !slices.Equal(offered, want) {
+	if !slices.Equal(offered, want) {
 		return nil, refuse(fmt.Sprintf("the listen addresses differ (old %v, new %v): a change of listen addresses needs a restart", offered, want))
 	}
 	nHTTP := 0

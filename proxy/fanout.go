@@ -21,6 +21,22 @@ type pendingSwitch struct {
 	done  func(d time.Duration)
 }
 
+// await readies the switch to complete after n steps, or completes it now
+// when n is 0.
+func (sw *pendingSwitch) await(n int32) {
+	sw.loops.Store(n)
+	if n == 0 {
+		sw.done(time.Since(sw.since))
+	}
+}
+
+// step is one of the steps it awaits.
+func (sw *pendingSwitch) step() {
+	if sw.loops.Add(-1) == 0 {
+		sw.done(time.Since(sw.since))
+	}
+}
+
 // Publish makes j, from session sess, the current job of lane idx for the
 // first route (see route.Publish): the Sink of a server with one route.
 func (s *Server) Publish(idx int, sess *upstream.Session, j *upstream.Job, switched bool) {
@@ -86,7 +102,9 @@ func (s *Server) publish(r *route, idx int, sess *upstream.Session, j *upstream.
 		return
 	}
 	lj.stales = stales
-	if ss := r.set.Load(); prev == nil && ss != nil && len(ss.shares) > 1 {
+	ss := r.set.Load()
+	split := ss != nil && len(ss.shares) > 1
+	if prev == nil && split {
 		s.kickSplit() // a pool joined the split: its miners move now, not at the next tick
 	}
 	r.allDown.Store(false)
@@ -96,16 +114,13 @@ func (s *Server) publish(r *route, idx int, sess *upstream.Session, j *upstream.
 		Bool("clean", lj.clean).Bool("stales", stales).Float64("difficulty", lj.diff).Msg("job")
 
 	var sw *pendingSwitch
-	if ss := r.set.Load(); ss == nil || len(ss.shares) < 2 {
+	if !split {
 		sw = r.takeSwitch(idx, pool)
 	} // into a split, the switch completes with the moves (route.balance)
 	n := s.loopCount()
 	lj.unsent.Store(n)
 	if sw != nil {
-		sw.loops.Store(n)
-		if n == 0 {
-			sw.done(time.Since(sw.since))
-		}
+		sw.await(n)
 	}
 	fo := &fanout{start: time.Now()}
 	s.eachLoop(func(lp *loop) {
@@ -113,8 +128,8 @@ func (s *Server) publish(r *route, idx int, sess *upstream.Session, j *upstream.
 			return // a newer job superseded this one before it went out
 		}
 		sent := lp.fanOut(f, lj)
-		if sw != nil && sw.loops.Add(-1) == 0 {
-			sw.done(time.Since(sw.since))
+		if sw != nil {
+			sw.step()
 		}
 		fo.miners.Add(int64(sent))
 		if lj.unsent.Add(-1) == 0 {

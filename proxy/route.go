@@ -152,6 +152,9 @@ type feed struct {
 	serving atomic.Bool
 }
 
+// hasWork reports whether the feed serves its route and has a job.
+func (f *feed) hasWork() bool { return f.serving.Load() && f.cur.Load() != nil }
+
 // stale reports why a share on lj, from a miner now following mine,
 // cannot count any more: ReasonStale after a newer clean job of its feed,
 // ReasonPoolSwitched when its pool no longer serves the route and the
@@ -257,10 +260,7 @@ func (r *route) serve(shares []upstream.Share, implicit bool) {
 	r.switchMu.Unlock()
 	n := s.loopCount()
 	for _, sw := range sws {
-		sw.loops.Store(n)
-		if n == 0 {
-			sw.done(time.Since(sw.since))
-		}
+		sw.await(n)
 	}
 	s.eachLoop(func(lp *loop) {
 		for m := range lp.miners {
@@ -269,9 +269,7 @@ func (r *route) serve(shares []upstream.Share, implicit bool) {
 			}
 		}
 		for _, sw := range sws {
-			if sw.loops.Add(-1) == 0 {
-				sw.done(time.Since(sw.since))
-			}
+			sw.step()
 		}
 	})
 	if len(shares) > 1 {
@@ -282,7 +280,7 @@ func (r *route) serve(shares []upstream.Share, implicit bool) {
 // hasWork reports whether some serving feed of the route on l has a job.
 func (r *route) hasWork(l *lane) bool {
 	for _, f := range l.routeFeeds(r) {
-		if f.serving.Load() && f.cur.Load() != nil {
+		if f.hasWork() {
 			return true
 		}
 	}
@@ -307,7 +305,7 @@ func (r *route) pick(l *lane) *feed {
 		if n == len(cands) {
 			break
 		}
-		if w := ss.weight(f.pool); w > 0 && f.serving.Load() && f.cur.Load() != nil {
+		if w := ss.weight(f.pool); w > 0 && f.hasWork() {
 			cands[n], ws[n] = f, w
 			total += w
 			n++
@@ -360,12 +358,15 @@ func (r *route) takeSwitch(idx int, pool string) *pendingSwitch {
 // that follows has moved its miners.
 func (r *route) takeSplitSwitches() []*pendingSwitch {
 	r.switchMu.Lock()
+	if len(r.switches) == 0 {
+		r.switchMu.Unlock()
+		return nil // the controller's usual tick
+	}
 	pending := maps.Clone(r.switches)
 	r.switchMu.Unlock()
 	var out []*pendingSwitch
 	for idx, sw := range pending {
-		f := r.srv.lane(idx).feed(r, sw.pool)
-		if !f.serving.Load() || f.cur.Load() == nil {
+		if !r.srv.lane(idx).feed(r, sw.pool).hasWork() {
 			continue
 		}
 		r.switchMu.Lock()

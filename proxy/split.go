@@ -80,14 +80,7 @@ func (r *route) splitHasWork(ss *servingSet) bool {
 	}
 	lanes := r.srv.allLanes()
 	for _, sh := range ss.shares {
-		found := false
-		for _, l := range lanes {
-			if f := l.feed(r, sh.Pool); f.serving.Load() && f.cur.Load() != nil {
-				found = true
-				break
-			}
-		}
-		if !found {
+		if !slices.ContainsFunc(lanes, func(l *lane) bool { return l.feed(r, sh.Pool).hasWork() }) {
 			return false
 		}
 	}
@@ -304,7 +297,7 @@ func (r *route) balance(miners []minerLoad, now time.Time) {
 		want := desired(w, credited, sum, total, now.Sub(since))
 		moves = r.rebalance(miners, on, load, want, total, sws)
 	} else {
-		completeSwitches(sws, 0)
+		awaitAll(sws, 0)
 	}
 
 	view := RouteSplit{Since: since, Moves: 0}
@@ -443,23 +436,18 @@ func planMoves(rates []float64, on [][]int, load, want []float64, total float64)
 // fineMoves bounds the single moves planMoves makes in one call.
 const fineMoves = 64
 
-// completeSwitches readies sws to complete after n more steps (each a
-// countDown), or now when n is 0.
-func completeSwitches(sws []*pendingSwitch, n int) {
+// awaitAll readies sws to complete after n steps (stepAll), or now when n
+// is 0.
+func awaitAll(sws []*pendingSwitch, n int) {
 	for _, sw := range sws {
-		if n == 0 {
-			sw.done(time.Since(sw.since))
-		}
-		sw.loops.Store(int32(n))
+		sw.await(int32(n))
 	}
 }
 
-// countDown is one step towards completing sws.
-func countDown(sws []*pendingSwitch) {
+// stepAll is one step towards completing sws.
+func stepAll(sws []*pendingSwitch) {
 	for _, sw := range sws {
-		if sw.loops.Add(-1) == 0 {
-			sw.done(time.Since(sw.since))
-		}
+		sw.step()
 	}
 }
 
@@ -473,7 +461,7 @@ func (r *route) rebalance(miners []minerLoad, on [][]int, load, want []float64, 
 	}
 	mv := planMoves(rates, on, load, want, total)
 	if len(mv) == 0 {
-		completeSwitches(sws, 0)
+		awaitAll(sws, 0)
 		return 0
 	}
 	ss := r.set.Load()
@@ -481,18 +469,18 @@ func (r *route) rebalance(miners []minerLoad, on [][]int, load, want []float64, 
 	for _, m := range mv {
 		byLoop[miners[m.i].lp] = append(byLoop[miners[m.i].lp], m)
 	}
-	completeSwitches(sws, len(byLoop))
+	awaitAll(sws, len(byLoop))
 	for lp, ms := range byLoop {
 		lp, ms := lp, ms
 		err := lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-			defer countDown(sws)
+			defer stepAll(sws)
 			for _, m := range ms {
 				ml := miners[m.i]
 				if _, ok := lp.miners[ml.m]; !ok || ml.m.feed != ml.feed {
 					continue // gone, or moved meanwhile
 				}
 				f := ml.lane.feed(r, ss.shares[m.to].Pool)
-				if !f.serving.Load() || f.cur.Load() == nil {
+				if !f.hasWork() {
 					continue
 				}
 				ml.m.moveTo(f, false)
@@ -501,7 +489,7 @@ func (r *route) rebalance(miners []minerLoad, on [][]int, load, want []float64, 
 			return nil
 		}))
 		if err != nil {
-			countDown(sws)
+			stepAll(sws)
 			if !r.srv.draining.Load() {
 				r.srv.log.Warn().Err(err).Msg("event loop refused work")
 			}

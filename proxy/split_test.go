@@ -254,8 +254,7 @@ func BenchmarkPlanMoves(b *testing.B) {
 // serving set and the controller's first balance for it (before any miner
 // moved) is nobody's debt: the measure starts at that balance.
 func TestSplitMeasureStartsAtBalance(t *testing.T) {
-	s := New(Options{Log: zerolog.Nop(), Metrics: metrics.New(prometheus.NewRegistry())}, nil)
-	r := s.routeList()[0]
+	s, r := splitTestServer()
 	r.Serve([]upstream.Share{{Pool: "a", Weight: 70}, {Pool: "b", Weight: 30}})
 	r.creditMu.Lock()
 	r.credit["b"] += 100 // b's miners still on it: they move at the balance
@@ -268,6 +267,25 @@ func TestSplitMeasureStartsAtBalance(t *testing.T) {
 	}
 }
 
+// splitTestServer is a server outside gnet (no event loop: a job's
+// fan-out and a balance's moves complete at once) and its route.
+func splitTestServer() (*Server, *route) {
+	s := New(Options{Log: zerolog.Nop(), Metrics: metrics.New(prometheus.NewRegistry()), MinerExtranonce2Size: 4}, nil)
+	return s, s.routeList()[0]
+}
+
+// splitTestSession is a pool session that never dials, to publish as.
+func splitTestSession(pool string) *upstream.Session {
+	return upstream.NewSession(upstream.Pool{Name: pool, URL: "stratum+tcp://127.0.0.1:1", User: "u"}, 0, upstream.Options{Log: zerolog.Nop()}, nopHandler{})
+}
+
+// splitTestJob is a pool job with id.
+func splitTestJob(id string) *upstream.Job {
+	n := &stratum.Notify{JobID: id, Version: 0x20000000, NBits: 0x17034219, NTime: uint32(time.Now().Unix()),
+		Coinb1: make([]byte, 60), Coinb2: make([]byte, 40)}
+	return &upstream.Job{Notify: n, Difficulty: 1, Extranonce1: []byte{1, 2, 3, 4}, Extranonce2Size: 8, Received: time.Now()}
+}
+
 // TestSplitSwitchCompletesWithMoves: a switch is complete when the miners
 // have the new pool's work. A failover to a pool alone: at its first job,
 // not at a job the old pool sends meanwhile. A failback that brings a
@@ -276,29 +294,20 @@ func TestSplitMeasureStartsAtBalance(t *testing.T) {
 // nor at the joining pool's first job (which reaches no miner until
 // some move to it).
 func TestSplitSwitchCompletesWithMoves(t *testing.T) {
-	s := New(Options{Log: zerolog.Nop(), Metrics: metrics.New(prometheus.NewRegistry()), MinerExtranonce2Size: 4}, nil)
-	r := s.routeList()[0]
-	job := func(id string) *upstream.Job {
-		n := &stratum.Notify{JobID: id, Version: 0x20000000, NBits: 0x17034219, NTime: uint32(time.Now().Unix()),
-			Coinb1: make([]byte, 60), Coinb2: make([]byte, 40)}
-		return &upstream.Job{Notify: n, Difficulty: 1, Extranonce1: []byte{1, 2, 3, 4}, Extranonce2Size: 8, Received: time.Now()}
-	}
-	sess := func(pool string) *upstream.Session {
-		return upstream.NewSession(upstream.Pool{Name: pool, URL: "stratum+tcp://127.0.0.1:1", User: "u"}, 0, upstream.Options{Log: zerolog.Nop()}, nopHandler{})
-	}
-	a, b := sess("a"), sess("b")
+	_, r := splitTestServer()
+	a, b := splitTestSession("a"), splitTestSession("b")
 	done := 0
 	// A failover from a to b: complete with b's first job, not with a
 	// job a sends meanwhile.
 	r.Serve([]upstream.Share{{Pool: "a", Weight: 70}})
-	r.Publish(0, a, job("a0"), true)
+	r.Publish(0, a, splitTestJob("a0"), true)
 	r.TimeSwitch(0, "b", time.Now(), func(time.Duration) { done++ })
 	r.Serve([]upstream.Share{{Pool: "b", Weight: 30}}) // a dark: b alone
-	r.Publish(0, a, job("a00"), false)
+	r.Publish(0, a, splitTestJob("a00"), false)
 	if done != 0 {
 		t.Fatal("the failover to b completed with a job of a")
 	}
-	r.Publish(0, b, job("b1"), true)
+	r.Publish(0, b, splitTestJob("b1"), true)
 	if done != 1 {
 		t.Fatalf("the failover to b completed %d times at b's first job, want once", done)
 	}
@@ -309,7 +318,7 @@ func TestSplitSwitchCompletesWithMoves(t *testing.T) {
 	if done != 0 {
 		t.Fatal("the failback into the split completed when the split was named, before a had work")
 	}
-	r.Publish(0, b, job("b2"), false)
+	r.Publish(0, b, splitTestJob("b2"), false)
 	if done != 0 {
 		t.Fatal("the failback to a completed with a job of b")
 	}
@@ -317,7 +326,7 @@ func TestSplitSwitchCompletesWithMoves(t *testing.T) {
 	if done != 0 {
 		t.Fatal("the failback to a completed at a balance before a had work on the lane")
 	}
-	r.Publish(0, a, job("a1"), true)
+	r.Publish(0, a, splitTestJob("a1"), true)
 	if done != 0 {
 		t.Fatal("the failback to a completed at a's first job, before any miner moved to it")
 	}
@@ -337,24 +346,17 @@ func TestSplitSwitchCompletesWithMoves(t *testing.T) {
 // the split has work. (A debt of that wait, repaid over the horizon, had a
 // slow pool's turn overshoot its weight.)
 func TestSplitMeasureWaitsForWork(t *testing.T) {
-	s := New(Options{Log: zerolog.Nop(), Metrics: metrics.New(prometheus.NewRegistry()), MinerExtranonce2Size: 4}, nil)
-	r := s.routeList()[0]
-	a := upstream.NewSession(upstream.Pool{Name: "a", URL: "stratum+tcp://127.0.0.1:1", User: "u"}, 0, upstream.Options{Log: zerolog.Nop()}, nopHandler{})
-	b := upstream.NewSession(upstream.Pool{Name: "b", URL: "stratum+tcp://127.0.0.1:1", User: "u"}, 0, upstream.Options{Log: zerolog.Nop()}, nopHandler{})
-	job := func(id string) *upstream.Job {
-		n := &stratum.Notify{JobID: id, Version: 0x20000000, NBits: 0x17034219, NTime: uint32(time.Now().Unix()),
-			Coinb1: make([]byte, 60), Coinb2: make([]byte, 40)}
-		return &upstream.Job{Notify: n, Difficulty: 1, Extranonce1: []byte{1, 2, 3, 4}, Extranonce2Size: 8, Received: time.Now()}
-	}
+	s, r := splitTestServer()
+	a, b := splitTestSession("a"), splitTestSession("b")
 	r.Serve([]upstream.Share{{Pool: "a", Weight: 30}, {Pool: "b", Weight: 70}})
-	r.Publish(0, a, job("a1"), true)
+	r.Publish(0, a, splitTestJob("a1"), true)
 	for range 3 { // a alone has work: its miners credit it
 		r.balance(nil, time.Now())
 		r.creditMu.Lock()
 		r.credit["a"] += 100
 		r.creditMu.Unlock()
 	}
-	r.Publish(0, b, job("b1"), true)
+	r.Publish(0, b, splitTestJob("b1"), true)
 	r.balance(nil, time.Now())
 	for _, p := range s.Splits()[0].Pools {
 		if p.Credited != 0 {

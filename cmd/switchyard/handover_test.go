@@ -159,14 +159,7 @@ func TestHandoverKeepsEveryMiner(t *testing.T) {
 	b := startBinaryArgs(t, nil, "run", "-config", r.cfg, "-takeover")
 	done := b.waitLog("takeover done: miners resumed here", 20*time.Second)
 	resumed := time.Since(trigger)
-	select {
-	case <-r.a.done:
-	case <-time.After(15 * time.Second):
-		t.Fatal("A did not exit after the handover")
-	}
-	if err := r.a.cmd.Wait(); err != nil {
-		t.Fatalf("A: %v", err)
-	}
+	r.a.waitExit(15*time.Second, "A after the handover")
 	if l := r.a.find("handover done: miners are the new process's"); l == nil || l["moved"] != float64(miners) {
 		t.Fatalf("A's handover log: %v", l)
 	}
@@ -277,14 +270,7 @@ func TestHandoverSeveralListeners(t *testing.T) {
 	if done["resumed"] != float64(2*per) || done["failed"] != float64(0) {
 		t.Fatalf("B's takeover log: %v", done)
 	}
-	select {
-	case <-a.done:
-	case <-time.After(15 * time.Second):
-		t.Fatal("A did not exit after the handover")
-	}
-	if err := a.cmd.Wait(); err != nil {
-		t.Fatalf("A: %v", err)
-	}
+	a.waitExit(15*time.Second, "A after the handover")
 	// New miners on both addresses reach B, each on its route's pool.
 	late := make([]*sim.Fleet, 2)
 	for i := range late {
@@ -314,14 +300,7 @@ func TestHandoverSeveralListeners(t *testing.T) {
 	if done := c.waitLog("takeover done: miners resumed here", 20*time.Second); done["resumed"] != float64(2*per+10) || done["failed"] != float64(0) {
 		t.Fatalf("C's takeover log: %v", done)
 	}
-	select {
-	case <-b.done:
-	case <-time.After(15 * time.Second):
-		t.Fatal("B did not exit after the handover")
-	}
-	if err := b.cmd.Wait(); err != nil {
-		t.Fatalf("B: %v", err)
-	}
+	b.waitExit(15*time.Second, "B after the handover")
 	all := append(slices.Clone(fleets), late...)
 	marks := make([]uint64, len(all))
 	for i, f := range all {

@@ -162,6 +162,20 @@ func (p *proc) waitLog(msg string, within time.Duration) map[string]any {
 	return nil
 }
 
+// waitExit waits up to within for the process to exit, and fails the test
+// unless it exited 0; what names it in the messages.
+func (p *proc) waitExit(within time.Duration, what string) {
+	p.t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(within):
+		p.t.Fatalf("%s did not exit within %s", what, within)
+	}
+	if err := p.cmd.Wait(); err != nil {
+		p.t.Fatalf("%s: %v", what, err)
+	}
+}
+
 // freePort returns a loopback address nobody listens on.
 func freePort(t *testing.T) string {
 	t.Helper()
@@ -270,14 +284,7 @@ func TestReloadAndDrain(t *testing.T) {
 
 	// Drain.
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("switchyard did not exit within 10s of SIGTERM")
-	}
-	if err := p.cmd.Wait(); err != nil {
-		t.Fatalf("exit: %v", err)
-	}
+	p.waitExit(10*time.Second, "switchyard after SIGTERM")
 	final := p.find("final share accounting")
 	if final == nil {
 		t.Fatal("no final accounting logged")
